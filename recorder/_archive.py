@@ -1,0 +1,583 @@
+"""The lossless Parquet archive: layout, schemas, the writer and crash recovery.
+
+Layout (Hive)::
+
+    <root>/venue=<venue>/channel=<channel>/symbol=<SYMBOL>/date=YYYY-MM-DD/hour=HH/
+        part-<writer>-<session>-<n>.parquet   flushed every few seconds while the hour is open
+        data-<writer>.parquet                 the hour's parts compacted into one file
+
+Every file of a (venue, channel) has the same explicit schema: the common columns
+(``recv_time``, ``conn``, ``seq``, ``stream``, ``envelope``), the channel's typed columns, and
+``raw`` -- the payload bytes, kept only for rows whose typed columns do not re-render them
+exactly (verified as each row is written). Rows are sorted by (recv_time, conn, seq).
+
+Atomicity: a file is written under ``<root>/.ticktape-tmp/<writer>/`` and renamed into its
+partition, so readers never see a partial file; nothing is ever appended to a Parquet file.
+Compaction writes the merged file the same way and only then deletes the parts; the merged
+file lists the parts it absorbed in its metadata, so a crash between the two steps leaves
+nothing that recovery (or ticktape's reader) cannot tell apart.
+
+This module is synchronous; the recorder runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import posixpath
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from recorder._channels import ChannelCodec, RawChannel, codec_for
+from recorder._errors import ArchiveError, RemoteProtocolError
+from recorder._message import UNPARSED_CHANNEL, Message
+from recorder._paths import PartitionKey, date_hour, encode_value, parse_relpath
+
+log = logging.getLogger("ticktape.archive")
+
+FORMAT_VERSION: Final = "1"
+TMP_DIR: Final = ".ticktape-tmp"
+META_PREFIX: Final = "ticktape."
+
+COMMON_FIELDS: Final = [
+    pa.field("recv_time", pa.timestamp("ns", tz="UTC"), nullable=False),
+    pa.field("conn", pa.string(), nullable=False),
+    pa.field("seq", pa.int64(), nullable=False),
+    pa.field("stream", pa.string(), nullable=False),
+    pa.field("envelope", pa.int8(), nullable=False),
+]
+RAW_FIELD: Final = pa.field("raw", pa.binary())
+COMMON_NAMES: Final = frozenset(f.name for f in COMMON_FIELDS) | {"raw"}
+
+
+def recorder_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ticktape")
+    except PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+def archive_schema(codec: ChannelCodec) -> pa.Schema:
+    """The explicit Arrow schema of every file of ``codec``'s (venue, channel)."""
+    typed = codec.typed_fields
+    clash = {f.name for f in typed} & (COMMON_NAMES | {"venue", "channel", "symbol", "date", "hour"})
+    if clash:
+        raise ValueError(f"{codec.venue}/{codec.channel}: typed columns shadow {sorted(clash)}")
+    return pa.schema(
+        [*COMMON_FIELDS, *typed, RAW_FIELD],
+        metadata={
+            META_PREFIX + "format_version": FORMAT_VERSION,
+            META_PREFIX + "recorder_version": recorder_version(),
+            META_PREFIX + "venue": codec.venue,
+            META_PREFIX + "channel": codec.channel,
+        },
+    )
+
+
+def _unit_cast_schema(schema: pa.Schema) -> pa.Schema:
+    """The same schema with every timestamp replaced by int64 (for reading raw integers)."""
+
+    def conv(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_timestamp(t):
+            return pa.int64()
+        if pa.types.is_list(t):
+            return pa.list_(conv(t.value_type))
+        if pa.types.is_struct(t):
+            return pa.struct([pa.field(f.name, conv(f.type), f.nullable) for f in t])
+        return t
+
+    return pa.schema([pa.field(f.name, conv(f.type), f.nullable) for f in schema])
+
+
+def table_to_messages(table: pa.Table, key: PartitionKey) -> list[Message]:
+    """Rebuild messages from archive rows (the inverse of what the writer stores)."""
+    codec = codec_for(key.venue, key.channel)
+    table = table.cast(_unit_cast_schema(table.schema))
+    typed_names = [f.name for f in codec.typed_fields]
+    cols = {name: table.column(name).to_pylist() for name in table.column_names}
+    out: list[Message] = []
+    n = table.num_rows
+    recv = cols["recv_time"]
+    conn = cols["conn"]
+    seq = cols["seq"]
+    stream = cols["stream"]
+    env = cols["envelope"]
+    raw = cols["raw"]
+    for i in range(n):
+        fields = {name: cols[name][i] for name in typed_names}
+        payload = raw[i]
+        if payload is None:
+            payload = codec.render(fields, stream[i], env[i])
+        out.append(
+            Message(
+                venue=key.venue,
+                stream=stream[i],
+                channel=key.channel,
+                symbol=key.symbol,
+                recv_ns=recv[i],
+                conn=conn[i],
+                seq=seq[i],
+                payload=payload,
+                fields=fields,
+                event_ns=codec.event_ns(fields),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStatistics:
+    """Counters of an :class:`ArchiveWriter` (all monotonic except ``pending_*``)."""
+
+    rows_written: int
+    raw_rows: int
+    unparsed_rows: int
+    files_written: int
+    bytes_written: int
+    compactions: int
+    write_errors: int
+    pending_rows: int
+    open_partitions: int
+    last_error: str | None
+
+
+@dataclass
+class _EncodeResult:
+    table: pa.Table
+    raw_rows: int
+
+
+def _encode(codec: ChannelCodec, schema: pa.Schema, msgs: list[Message]) -> tuple[
+    _EncodeResult, list[tuple[Message, str]]
+]:
+    """Typed columns for ``msgs`` (one partition); undecodable messages are returned apart."""
+    msgs.sort(key=Message.sort_key)
+    typed = codec.typed_fields
+    names = [f.name for f in typed]
+    cols: dict[str, list[Any]] = {n: [] for n in names}
+    recv: list[int] = []
+    conn: list[str] = []
+    seq: list[int] = []
+    stream: list[str] = []
+    env: list[int] = []
+    raw: list[bytes | None] = []
+    bad: list[tuple[Message, str]] = []
+    raw_rows = 0
+    is_raw = isinstance(codec, RawChannel)
+    for m in msgs:
+        if is_raw:
+            fields: Mapping[str, Any] = m._fields if m._fields is not None else {}
+            envelope, exact = 0, False
+        else:
+            try:
+                d = codec.decode(m.payload)
+            except RemoteProtocolError as exc:
+                bad.append((m, str(exc)))
+                continue
+            fields, envelope, exact = d.fields, d.envelope, d.exact
+            if exact:
+                try:
+                    exact = codec.render(fields, m.stream, envelope) == m.payload
+                except Exception:  # any failure to render just means: keep the bytes
+                    exact = False
+        for n in names:
+            cols[n].append(fields.get(n))
+        recv.append(m.recv_ns)
+        conn.append(m.conn)
+        seq.append(m.seq)
+        stream.append(m.stream)
+        env.append(envelope)
+        if exact:
+            raw.append(None)
+        else:
+            raw.append(m.payload)
+            raw_rows += 1
+    arrays = [
+        pa.array(recv, pa.timestamp("ns", tz="UTC")),
+        pa.array(conn, pa.string()),
+        pa.array(seq, pa.int64()),
+        pa.array(stream, pa.string()),
+        pa.array(env, pa.int8()),
+        *(pa.array(cols[f.name], f.type) for f in typed),
+        pa.array(raw, pa.binary()),
+    ]
+    return _EncodeResult(pa.Table.from_arrays(arrays, schema=schema), raw_rows), bad
+
+
+def open_root(root: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and base path of an archive root (a local path or a URI)."""
+    if "://" in root:
+        fs, path = pafs.FileSystem.from_uri(root)
+        return fs, path.rstrip("/")
+    return pafs.LocalFileSystem(), os.path.abspath(root)
+
+
+class ArchiveWriter:
+    """Buffers messages per partition and writes them as atomic Parquet part files.
+
+    Not thread-safe: the recorder calls :meth:`add` from the Trio thread and runs
+    :meth:`flush` / :meth:`compact_closed_hours` in a worker thread only after swapping the
+    buffers out with :meth:`take_pending`.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        writer_id: str = "w0",
+        compression_level: int = 9,
+        row_group_rows: int = 1_000_000,
+        fsync: bool = True,
+    ) -> None:
+        self.fs, self.base = open_root(root)
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.writer_id = encode_value(writer_id)
+        self.session = f"{time.time_ns():x}"
+        self.compression_level = compression_level
+        self.row_group_rows = row_group_rows
+        self.fsync = fsync and self.local
+        self._buffers: dict[PartitionKey, list[Message]] = defaultdict(list)
+        self._retry: dict[PartitionKey, list[Message]] = {}
+        self._parts: dict[PartitionKey, list[str]] = defaultdict(list)
+        self._counter = 0
+        self._schemas: dict[tuple[str, str], pa.Schema] = {}
+        self._rows = self._raw = self._unparsed = self._files = self._bytes = 0
+        self._compactions = self._errors = 0
+        self._last_error: str | None = None
+        self.fs.create_dir(self._tmp_dir(), recursive=True)
+
+    # -- buffering (Trio thread) -------------------------------------------------------------
+
+    def add(self, msg: Message) -> None:
+        date, hour = date_hour(msg.recv_ns)
+        self._buffers[PartitionKey(msg.venue, msg.channel, msg.symbol, date, hour)].append(msg)
+
+    def add_many(self, msgs: Iterable[Message]) -> None:
+        for m in msgs:
+            self.add(m)
+
+    def take_pending(self) -> dict[PartitionKey, list[Message]]:
+        """Detach the current buffers (to be flushed in a worker thread)."""
+        pending = self._buffers
+        self._buffers = defaultdict(list)
+        return pending
+
+    # -- writing (worker thread) -------------------------------------------------------------
+
+    def _tmp_dir(self) -> str:
+        return posixpath.join(self.base, TMP_DIR, self.writer_id)
+
+    def _schema(self, venue: str, channel: str) -> tuple[ChannelCodec, pa.Schema]:
+        codec = codec_for(venue, channel)
+        key = (venue, channel)
+        if key not in self._schemas:
+            self._schemas[key] = archive_schema(codec)
+        return codec, self._schemas[key]
+
+    def flush(self, pending: Mapping[PartitionKey, list[Message]] | None = None) -> int:
+        """Write every buffered partition as a new part file; returns rows written.
+
+        A partition whose write fails (full disk, permissions) stays buffered for the next
+        flush: the error is counted and logged, and no good data is dropped.
+        """
+        if pending is None:
+            pending = self.take_pending()
+        work: dict[PartitionKey, list[Message]] = defaultdict(list)
+        for k, v in self._retry.items():
+            work[k].extend(v)
+        self._retry = {}
+        for k, v in pending.items():
+            work[k].extend(v)
+        unparsed: dict[PartitionKey, list[Message]] = defaultdict(list)
+        written = 0
+        for key, msgs in work.items():
+            if not msgs:
+                continue
+            codec, schema = self._schema(key.venue, key.channel)
+            result, bad = _encode(codec, schema, msgs)
+            for m, err in bad:
+                log.warning("undecodable frame on %s (%s): %s", m.stream, key.channel, err)
+                um = Message(
+                    venue=m.venue,
+                    stream=m.stream,
+                    channel=UNPARSED_CHANNEL,
+                    symbol=m.symbol,
+                    recv_ns=m.recv_ns,
+                    conn=m.conn,
+                    seq=m.seq,
+                    payload=m.payload,
+                    fields={"error": err, "expected_channel": key.channel},
+                )
+                unparsed[PartitionKey(key.venue, UNPARSED_CHANNEL, key.symbol, key.date, key.hour)].append(um)
+            if result.table.num_rows and self._write_part(key, result.table, msgs):
+                written += result.table.num_rows
+                self._raw += result.raw_rows
+        for key, msgs in unparsed.items():
+            codec, schema = self._schema(key.venue, key.channel)
+            result, _ = _encode(codec, schema, msgs)
+            if self._write_part(key, result.table, msgs):
+                written += result.table.num_rows
+                self._unparsed += result.table.num_rows
+                self._raw += result.raw_rows
+        self._rows += written
+        return written
+
+    def _write_part(self, key: PartitionKey, table: pa.Table, msgs: list[Message]) -> bool:
+        self._counter += 1
+        name = f"part-{self.writer_id}-{self.session}-{self._counter:06d}.parquet"
+        try:
+            self._atomic_write(key, name, table)
+        except OSError as exc:
+            self._errors += 1
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            log.error("could not write %s/%s (kept in memory, will retry): %s", key.relpath(), name, exc)
+            self._retry.setdefault(key, []).extend(msgs)
+            return False
+        self._parts[key].append(name)
+        return True
+
+    def _atomic_write(
+        self, key: PartitionKey, name: str, table: pa.Table, extra_meta: Mapping[str, str] | None = None
+    ) -> int:
+        tmp = posixpath.join(self._tmp_dir(), name + ".tmp")
+        final_dir = posixpath.join(self.base, key.relpath())
+        final = posixpath.join(final_dir, name)
+        if extra_meta:
+            meta = dict(table.schema.metadata or {})
+            meta.update({k.encode(): v.encode() for k, v in extra_meta.items()})
+            table = table.replace_schema_metadata(meta)
+        meta = dict(table.schema.metadata or {})
+        meta[(META_PREFIX + "writer").encode()] = self.writer_id.encode()
+        table = table.replace_schema_metadata(meta)
+        try:
+            with self.fs.open_output_stream(tmp) as sink:
+                pq.write_table(
+                    table,
+                    sink,
+                    compression="zstd",
+                    compression_level=self.compression_level,
+                    row_group_size=self.row_group_rows,
+                    use_dictionary=True,
+                    write_statistics=True,
+                )
+            if self.fsync:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self.fs.create_dir(final_dir, recursive=True)
+            self.fs.move(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(tmp)
+            raise
+        size = self.fs.get_file_info(final).size or 0
+        self._files += 1
+        self._bytes += size
+        return size
+
+    # -- compaction and recovery ------------------------------------------------------------
+
+    def compact_closed_hours(self, now_ns: int, grace_ns: int) -> int:
+        """Compact every partition whose hour ended at least ``grace_ns`` before ``now_ns``."""
+        done = 0
+        for key in sorted(self._parts):
+            if key.hour_end_ns + grace_ns <= now_ns and key not in self._retry:
+                self.compact(key)
+                done += 1
+        return done
+
+    def compact(self, key: PartitionKey) -> None:
+        """Merge this writer's parts (and earlier merged file) of ``key`` into one file."""
+        dir_ = posixpath.join(self.base, key.relpath())
+        data_name = f"data-{self.writer_id}.parquet"
+        data_path = posixpath.join(dir_, data_name)
+        parts = self._list_own_parts(dir_)
+        absorbed: list[str] = []
+        tables: list[pa.Table] = []
+        if self.fs.get_file_info(data_path).type == pafs.FileType.File:
+            old = _read_file(self.fs, data_path)
+            listed = _listed_parts(old.schema)
+            absorbed.extend(listed)
+            stale = [p for p in parts if p in listed]
+            for p in stale:  # already inside the merged file (crash after rename)
+                self.fs.delete_file(posixpath.join(dir_, p))
+            parts = [p for p in parts if p not in listed]
+            tables.append(old)
+        if not parts:
+            self._parts.pop(key, None)
+            return
+        for p in parts:
+            tables.append(_read_file(self.fs, posixpath.join(dir_, p)))
+        _, schema = self._schema(key.venue, key.channel)
+        merged = pa.concat_tables([t.cast(schema) for t in tables]).sort_by(
+            [("recv_time", "ascending"), ("conn", "ascending"), ("seq", "ascending")]
+        )
+        absorbed.extend(parts)
+        merged = merged.replace_schema_metadata(schema.metadata)
+        self._atomic_write(
+            key, data_name, merged, {META_PREFIX + "parts": orjson.dumps(absorbed).decode()}
+        )
+        for p in parts:
+            self.fs.delete_file(posixpath.join(dir_, p))
+        self._parts.pop(key, None)
+        self._compactions += 1
+
+    def _list_own_parts(self, dir_: str) -> list[str]:
+        prefix = f"part-{self.writer_id}-"
+        sel = pafs.FileSelector(dir_, allow_not_found=True)
+        return sorted(
+            posixpath.basename(i.path)
+            for i in self.fs.get_file_info(sel)
+            if i.type == pafs.FileType.File
+            and posixpath.basename(i.path).startswith(prefix)
+            and i.path.endswith(".parquet")
+        )
+
+    def recover(self, now_ns: int, grace_ns: int) -> int:
+        """Clean up after a crash: drop temp files, adopt this writer's parts, compact closed hours.
+
+        Returns the number of partitions compacted.
+        """
+        tmp = self._tmp_dir()
+        for info in self.fs.get_file_info(pafs.FileSelector(tmp, allow_not_found=True)):
+            if info.type == pafs.FileType.File:
+                self.fs.delete_file(info.path)
+        prefix = f"part-{self.writer_id}-"
+        sel = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
+        for info in self.fs.get_file_info(sel):
+            if info.type != pafs.FileType.File:
+                continue
+            base = posixpath.basename(info.path)
+            if not (base.startswith(prefix) and base.endswith(".parquet")):
+                continue
+            rel = posixpath.relpath(posixpath.dirname(info.path), self.base)
+            key = parse_relpath(rel)
+            if key is not None and base not in self._parts[key]:
+                self._parts[key].append(base)
+        return self.compact_closed_hours(now_ns, grace_ns)
+
+    def close(self, now_ns: int | None = None, grace_ns: int = 0) -> None:
+        """Flush what is buffered, then compact closed hours."""
+        self.flush()
+        if now_ns is not None:
+            self.compact_closed_hours(now_ns, grace_ns)
+
+    def statistics(self) -> WriterStatistics:
+        pending = sum(len(v) for v in self._buffers.values()) + sum(
+            len(v) for v in self._retry.values()
+        )
+        return WriterStatistics(
+            rows_written=self._rows,
+            raw_rows=self._raw,
+            unparsed_rows=self._unparsed,
+            files_written=self._files,
+            bytes_written=self._bytes,
+            compactions=self._compactions,
+            write_errors=self._errors,
+            pending_rows=pending,
+            open_partitions=len(self._parts),
+            last_error=self._last_error,
+        )
+
+
+def _listed_parts(schema: pa.Schema) -> list[str]:
+    meta = schema.metadata or {}
+    raw = meta.get((META_PREFIX + "parts").encode())
+    if not raw:
+        return []
+    parts = orjson.loads(raw)
+    return [str(p) for p in parts]
+
+
+def _read_file(fs: pafs.FileSystem, path: str) -> pa.Table:
+    try:
+        with fs.open_input_file(path) as f:
+            return pq.read_table(f)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ArchiveError(f"cannot read {path}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionFiles:
+    """The files of one partition that a reader should read (superseded parts left out)."""
+
+    key: PartitionKey
+    paths: tuple[str, ...]
+    superseded: tuple[str, ...]
+
+
+def list_partitions(root: str) -> tuple[pafs.FileSystem, list[PartitionFiles]]:
+    """Every partition under ``root`` with the files a reader should read, sorted."""
+    fs, base = open_root(root)
+    sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+    by_dir: dict[str, list[str]] = defaultdict(list)
+    for info in fs.get_file_info(sel):
+        if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
+            continue
+        rel = posixpath.relpath(info.path, base)
+        if rel.startswith(TMP_DIR):
+            continue
+        by_dir[posixpath.dirname(info.path)].append(posixpath.basename(info.path))
+    out: list[PartitionFiles] = []
+    for dir_, names in by_dir.items():
+        key = parse_relpath(posixpath.relpath(dir_, base))
+        if key is None:
+            continue
+        superseded: set[str] = set()
+        for n in names:
+            if n.startswith("data-"):
+                superseded.update(_listed_parts(_read_schema(fs, posixpath.join(dir_, n))))
+        keep = tuple(sorted(posixpath.join(dir_, n) for n in names if n not in superseded))
+        gone = tuple(sorted(posixpath.join(dir_, n) for n in names if n in superseded))
+        out.append(PartitionFiles(key, keep, gone))
+    out.sort(key=lambda p: p.key)
+    return fs, out
+
+
+def _read_schema(fs: pafs.FileSystem, path: str) -> pa.Schema:
+    try:
+        with fs.open_input_file(path) as f:
+            return pq.read_schema(f)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ArchiveError(f"cannot read {path}: {exc}") from exc
+
+
+def read_partition(fs: pafs.FileSystem, part: PartitionFiles) -> pa.Table:
+    """All rows of a partition, in archive order."""
+    codec = codec_for(part.key.venue, part.key.channel)
+    schema = archive_schema(codec)
+    tables = [_read_file(fs, p).cast(schema) for p in part.paths]
+    if not tables:
+        return schema.empty_table()
+    t = pa.concat_tables(tables)
+    if len(tables) > 1:
+        t = t.sort_by([("recv_time", "ascending"), ("conn", "ascending"), ("seq", "ascending")])
+    return t
+
+
+__all__ = [
+    "COMMON_FIELDS",
+    "FORMAT_VERSION",
+    "ArchiveWriter",
+    "PartitionFiles",
+    "WriterStatistics",
+    "archive_schema",
+    "list_partitions",
+    "open_root",
+    "read_partition",
+    "recorder_version",
+    "table_to_messages",
+]
