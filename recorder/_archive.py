@@ -71,7 +71,9 @@ def recorder_version() -> str:
 def archive_schema(codec: ChannelCodec) -> pa.Schema:
     """The explicit Arrow schema of every file of ``codec``'s (venue, channel)."""
     typed = codec.typed_fields
-    clash = {f.name for f in typed} & (COMMON_NAMES | {"venue", "channel", "symbol", "date", "hour"})
+    clash = {f.name for f in typed} & (
+        COMMON_NAMES | {"venue", "channel", "symbol", "date", "hour"}
+    )
     if clash:
         raise ValueError(f"{codec.venue}/{codec.channel}: typed columns shadow {sorted(clash)}")
     return pa.schema(
@@ -158,9 +160,9 @@ class _EncodeResult:
     raw_rows: int
 
 
-def _encode(codec: ChannelCodec, schema: pa.Schema, msgs: list[Message]) -> tuple[
-    _EncodeResult, list[tuple[Message, str]]
-]:
+def _encode(
+    codec: ChannelCodec, schema: pa.Schema, msgs: list[Message]
+) -> tuple[_EncodeResult, list[tuple[Message, str]]]:
     """Typed columns for ``msgs`` (one partition); undecodable messages are returned apart."""
     msgs.sort(key=Message.sort_key)
     typed = codec.typed_fields
@@ -319,7 +321,9 @@ class ArchiveWriter:
                     payload=m.payload,
                     fields={"error": err, "expected_channel": key.channel},
                 )
-                unparsed[PartitionKey(key.venue, UNPARSED_CHANNEL, key.symbol, key.date, key.hour)].append(um)
+                unparsed[
+                    PartitionKey(key.venue, UNPARSED_CHANNEL, key.symbol, key.date, key.hour)
+                ].append(um)
             if result.table.num_rows and self._write_part(key, result.table, msgs):
                 written += result.table.num_rows
                 self._raw += result.raw_rows
@@ -341,14 +345,20 @@ class ArchiveWriter:
         except OSError as exc:
             self._errors += 1
             self._last_error = f"{type(exc).__name__}: {exc}"
-            log.error("could not write %s/%s (kept in memory, will retry): %s", key.relpath(), name, exc)
+            log.error(
+                "could not write %s/%s (kept in memory, will retry): %s", key.relpath(), name, exc
+            )
             self._retry.setdefault(key, []).extend(msgs)
             return False
         self._parts[key].append(name)
         return True
 
     def _atomic_write(
-        self, key: PartitionKey, name: str, table: pa.Table, extra_meta: Mapping[str, str] | None = None
+        self,
+        key: PartitionKey,
+        name: str,
+        table: pa.Table,
+        extra_meta: Mapping[str, str] | None = None,
     ) -> int:
         tmp = posixpath.join(self._tmp_dir(), name + ".tmp")
         final_dir = posixpath.join(self.base, key.relpath())

@@ -37,12 +37,12 @@ __all__ = [
     "Json",
     "Key",
     "Levels",
+    "Mismatch",
     "Node",
     "Obj",
     "ObjList",
     "Str",
     "Time",
-    "Mismatch",
 ]
 
 _DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.([0-9]+))?\Z")

@@ -20,7 +20,9 @@ SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 def shared_dir() -> Path:
     """The shared/ directory beside the checkout, or skip (fail under CI) if absent."""
     if not SHARED.is_dir():
-        msg = f"{SHARED} not found: the exchange corpus and protocol reference live beside the clone"
+        msg = (
+            f"{SHARED} not found: the exchange corpus and protocol reference live beside the clone"
+        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(msg + " (CI=true: shared/ must be present)")
         pytest.skip(msg)
