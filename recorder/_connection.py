@@ -1,0 +1,560 @@
+"""One shard's connection lifecycle: connect, subscribe, receive, survive, roll over.
+
+A *shard* is a fixed set of streams that the planner assigned to one connection. Its
+:class:`ShardRunner` keeps that set recorded for as long as the job runs:
+
+* a *session* is one WebSocket connection. It subscribes in batches paced by the
+  connection's rate limiter, checks every reply by request id (a refused stream is a
+  ``refused`` session event and an error in the status, never a silent hole), then hands each
+  frame to the sink with its receive time and a per-connection sequence number;
+* a watchdog ends a session that received nothing at all for the shard's stall time;
+* a failed session is retried forever with capped exponential backoff and jitter; the time
+  without a live session is recorded as a ``gap`` event naming the shard's streams;
+* before the 24-hour forced disconnect, and on ``serverShutdown``, the runner opens the next
+  session *before* closing the current one (make-before-break); while both run, a bounded
+  dedup filter drops the frames the two connections have in common.
+
+Nothing here parses market data: the sink gets the exact bytes; control frames are decoded by
+the venue adapter. Every transport failure arrives as a :class:`~recorder._ws.TransportError`
+(translated in ``_ws.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import trio
+
+from recorder._channels import session_payload
+from recorder._errors import RemoteProtocolError
+from recorder._limiter import RateLimit, TrioRateLimiter
+from recorder._message import (
+    ALL_SYMBOLS,
+    CONTROL_CHANNEL,
+    SESSION_CHANNEL,
+    Message,
+    SessionEvent,
+)
+from recorder._venue import Ack, Refusal, Request, Shutdown, VenueAdapter
+from recorder._ws import Frame, TransportError, WsClient, connect
+
+log = logging.getLogger("ticktape.connection")
+
+
+class Sink(Protocol):
+    """Where recorded messages go (the archive writer's front, taps, book keepers)."""
+
+    def put(self, msg: Message) -> None: ...
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Timing policy of a shard. All in seconds of Trio's clock."""
+
+    connect_timeout: float = 15.0
+    subscribe_timeout: float = 15.0
+    stall_after: float = 60.0
+    backoff_base: float = 0.5
+    backoff_factor: float = 2.0
+    backoff_cap: float = 30.0
+    backoff_jitter: float = 0.2
+    healthy_after: float = 60.0
+    rollover_after: float | None = None  # age at which a planned rollover starts
+    overlap: float = 5.0
+    dedup_window: int = 4096
+
+
+def backoff_delay(t: Timing, attempt: int, rng: random.Random) -> float:
+    """Capped exponential delay before reconnect ``attempt`` (0-based), with +-jitter."""
+    base = min(t.backoff_cap, t.backoff_base * t.backoff_factor**attempt)
+    return max(0.0, base * (1.0 + rng.uniform(-t.backoff_jitter, t.backoff_jitter)))
+
+
+@dataclass(frozen=True, slots=True)
+class ShardStatistics:
+    """A snapshot of one shard's state, for the live status and tests."""
+
+    shard_id: str
+    venue: str
+    streams: int
+    connected: bool
+    conn: str | None
+    messages: int
+    bytes: int
+    reconnects: int
+    rollovers: int
+    gaps: int
+    refused: tuple[str, ...]
+    duplicates_dropped: int
+    last_recv_ns: int | None
+    last_error: str | None
+
+
+class _Dedup:
+    """Drops frames already delivered by the other connection during a rollover overlap.
+
+    Bounded: remembers the last ``window`` (stream, payload digest) pairs per connection."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.seen: dict[str, OrderedDict[bytes, None]] = {}
+        self.dropped = 0
+
+    def admit(self, conn: str, stream: str, payload: bytes) -> bool:
+        h = hashlib.blake2b(stream.encode() + b"\0" + payload, digest_size=16).digest()
+        for other, seen in self.seen.items():
+            if other != conn and h in seen:
+                del seen[h]
+                self.dropped += 1
+                return False
+        mine = self.seen.setdefault(conn, OrderedDict())
+        mine[h] = None
+        if len(mine) > self.window:
+            mine.popitem(last=False)
+        return True
+
+    def forget(self, conn: str) -> None:
+        self.seen.pop(conn, None)
+
+
+@dataclass
+class _Session:
+    gen: int
+    conn: str
+    url: str
+    client: WsClient | None = None
+    limiter: TrioRateLimiter | None = None
+    subscribed: trio.Event = field(default_factory=trio.Event)
+    retire_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    pending: dict[str, Request] = field(default_factory=dict)
+    replies: trio.Event = field(default_factory=trio.Event)
+    seq: int = 0
+    connected_at: float = 0.0
+    has_successor: bool = False
+    nursery: trio.Nursery | None = None
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
+def _session_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that ended a session, out of its nursery's exception group.
+
+    A transport or protocol error is what the lifecycle reacts to; any other error is a bug
+    and propagates unchanged (a Cancelled lost here is raised again by Trio at the next
+    checkpoint, since its scope stays cancelled).
+    """
+    for leaf in _leaves(eg):
+        if isinstance(leaf, TransportError | RemoteProtocolError):
+            return leaf
+    return eg
+
+
+class ShardRunner:
+    """Keeps one shard's streams recorded; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        shard_id: str,
+        adapter: VenueAdapter,
+        ws_base: str,
+        route: str,
+        streams: Sequence[str],
+        sink: Sink,
+        timing: Timing,
+        connect_limiter: TrioRateLimiter,
+        run_token: str,
+        rng: random.Random | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.shard_id = shard_id
+        self.adapter = adapter
+        self.venue = adapter.venue
+        self.ws_base = ws_base
+        self.route = route
+        self.streams = list(streams)
+        self.sink = sink
+        self.timing = timing
+        self.connect_limiter = connect_limiter
+        self.run_token = run_token
+        self.rng = rng or random.Random()
+        self.clock_ns = clock_ns
+        self._dedup = _Dedup(timing.dedup_window)
+        self._overlapping = False
+        self._next_id = 1
+        self._gen = 0
+        self._live: _Session | None = None
+        self._gap_since_ns: int | None = None
+        self._messages = 0
+        self._bytes = 0
+        self._reconnects = 0
+        self._rollovers = 0
+        self._gaps = 0
+        self._refused: set[str] = set()
+        self._last_recv_ns: int | None = None
+        self._last_error: str | None = None
+        self._session_seq = 0
+        self._active = 0
+
+    # -- public ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run forever (until cancelled). Started means: the first session is subscribed or
+        has failed at least once (so a bad endpoint does not block the job's start-up)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            first_done = trio.Event()
+            nursery.start_soon(self._lifecycle, None, first_done)
+            await first_done.wait()
+            task_status.started()
+
+    def resubscribe(self, streams: Sequence[str]) -> bool:
+        """Unsubscribe and subscribe ``streams`` again on the live connection (e.g. to get a
+        fresh Bybit book snapshot after a continuity break). False if no session is live."""
+        s = self._live
+        if s is None or s.nursery is None or s.client is None:
+            return False
+        wanted = [x for x in streams if x in self.streams]
+        if not wanted:
+            return False
+        unsub = self.adapter.unsubscribe_requests(wanted, self._next_id)
+        self._next_id += len(unsub)
+        sub = self.adapter.subscribe_requests(wanted, self._next_id)
+        self._next_id += len(sub)
+        self._spawn(s, self._send_requests, s, [*unsub, *sub])
+        return True
+
+    def statistics(self) -> ShardStatistics:
+        live = self._live
+        return ShardStatistics(
+            shard_id=self.shard_id,
+            venue=self.venue,
+            streams=len(self.streams),
+            connected=live is not None and live.subscribed.is_set(),
+            conn=live.conn if live else None,
+            messages=self._messages,
+            bytes=self._bytes,
+            reconnects=self._reconnects,
+            rollovers=self._rollovers,
+            gaps=self._gaps,
+            refused=tuple(sorted(self._refused)),
+            duplicates_dropped=self._dedup.dropped,
+            last_recv_ns=self._last_recv_ns,
+            last_error=self._last_error,
+        )
+
+    # -- session events ----------------------------------------------------------------------
+
+    def _event(self, conn: str, seq: int, event: str, **kw: object) -> None:
+        now = self.clock_ns()
+        payload = session_payload(event, now, **kw)  # type: ignore[arg-type]
+        self._session_seq += 1
+        self.sink.put(
+            Message(
+                venue=self.venue,
+                stream=f"{self.shard_id}",
+                channel=SESSION_CHANNEL,
+                symbol=ALL_SYMBOLS,
+                recv_ns=now,
+                conn=conn,
+                seq=seq,
+                payload=payload,
+            )
+        )
+
+    def _new_conn_id(self) -> tuple[int, str]:
+        self._gen += 1
+        return self._gen, f"{self.shard_id}#{self._gen}@{self.run_token}"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def _lifecycle(self, predecessor: _Session | None, first_done: trio.Event | None) -> None:
+        """Sessions one after another until one hands over to a successor (rollover)."""
+        attempt = 0
+        while True:
+            gen, conn = self._new_conn_id()
+            url = self.adapter.connection_url(self.ws_base, self.route)
+            s = _Session(gen=gen, conn=conn, url=url)
+            started = trio.current_time()
+            self._active += 1
+            try:
+                await self._session(s, predecessor, first_done)
+            except (TransportError, RemoteProtocolError, trio.TooSlowError) as exc:
+                reason = getattr(exc, "reason", None) or (
+                    f"protocol error: {exc}"
+                    if isinstance(exc, RemoteProtocolError)
+                    else "timed out"
+                )
+            else:
+                # Retired after a successful handover: the successor carries on, no gap.
+                self._event(
+                    s.conn,
+                    s.seq + 1,
+                    SessionEvent.DISCONNECTED,
+                    reason="rollover complete",
+                    planned=True,
+                )
+                return
+            finally:
+                self._active -= 1
+                self._dedup.forget(s.conn)
+                if self._active <= 1:
+                    self._overlapping = False
+                if s.client is not None:
+                    await s.client.aclose()
+            self._last_error = reason
+            ended_ns = self.clock_ns()
+            was_live = self._live is s
+            self._event(
+                s.conn,
+                s.seq + 1,
+                SessionEvent.DISCONNECTED,
+                reason=reason,
+                url=url,
+                attempt=attempt,
+            )
+            log.warning("%s %s disconnected: %s", self.shard_id, s.conn, reason)
+            if first_done is not None:
+                first_done.set()
+                first_done = None
+            predecessor = None
+            if was_live:
+                self._live = None
+            if self._live is None and self._gap_since_ns is None:
+                self._gap_since_ns = self._last_recv_ns or ended_ns
+            if s.has_successor:
+                return  # the successor is already connecting; it closes the gap
+            if trio.current_time() - started >= self.timing.healthy_after:
+                attempt = 0
+            delay = backoff_delay(self.timing, attempt, self.rng)
+            attempt += 1
+            self._reconnects += 1
+            await trio.sleep(delay)
+
+    async def _session(
+        self, s: _Session, predecessor: _Session | None, first_done: trio.Event | None
+    ) -> None:
+        """One connection, from connect to its end. Returns normally only when retired."""
+        await self.connect_limiter.acquire()
+        limits = self.adapter.limits
+        capacity = limits.outgoing_msgs_per_s - limits.outgoing_headroom
+        limiter = TrioRateLimiter(
+            RateLimit(
+                limit=limits.outgoing_msgs_per_s,
+                window_s=1.0,
+                headroom=limits.outgoing_headroom,
+                urgent_reserve=1 if capacity > 1 else 0,
+            )
+        )
+        s.limiter = limiter
+        with trio.fail_after(self.timing.connect_timeout):
+            s.client = await connect(
+                s.url, headers=self.adapter.headers(), on_control_sent=limiter.record_urgent_now
+            )
+        client = s.client
+        s.connected_at = trio.current_time()
+        self._event(s.conn, 0, SessionEvent.CONNECTED, url=s.url)
+        try:
+            async with trio.open_nursery() as nursery:
+                s.nursery = nursery
+                nursery.start_soon(self._subscribe, s)
+                nursery.start_soon(self._watchdog, s)
+                if limits.client_ping_interval_s:
+                    nursery.start_soon(self._pinger, s, limits.client_ping_interval_s)
+                nursery.start_soon(self._supervise_rollover, s, predecessor, first_done)
+                with s.retire_scope:
+                    await self._receive_loop(s, client)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as eg:
+            raise _session_error(eg) from None
+
+    async def _subscribe(self, s: _Session) -> None:
+        assert s.client is not None and s.limiter is not None
+        reqs = self.adapter.subscribe_requests(self.streams, self._next_id)
+        self._next_id += len(reqs)
+        await self._send_requests(s, reqs)
+        with trio.move_on_after(self.timing.subscribe_timeout) as scope:
+            while s.pending:
+                await s.replies.wait()
+                s.replies = trio.Event()
+        if scope.cancelled_caught:
+            missing = sorted({st for r in s.pending.values() for st in r.streams})
+            self._event(
+                s.conn, 0, SessionEvent.REFUSED, reason="no reply to subscribe", streams=missing
+            )
+            log.error("%s: no subscribe reply for %d streams", self.shard_id, len(missing))
+        s.subscribed.set()
+        self._became_live(s)
+
+    async def _send_requests(self, s: _Session, reqs: Sequence[Request]) -> None:
+        assert s.client is not None and s.limiter is not None
+        for req in reqs:
+            await s.limiter.acquire()
+            s.pending[req.req_id] = req
+            await s.client.send_text(req.text)
+
+    def _became_live(self, s: _Session) -> None:
+        self._live = s
+        accepted = [x for x in self.streams if x not in self._refused]
+        self._event(s.conn, 0, SessionEvent.SUBSCRIBED, streams=accepted)
+        if self._gap_since_ns is not None:
+            end = self.clock_ns()
+            self._gaps += 1
+            self._event(
+                s.conn,
+                0,
+                SessionEvent.GAP,
+                reason=self._last_error or "disconnected",
+                streams=accepted,
+                gap_start_ns=self._gap_since_ns,
+                gap_end_ns=end,
+            )
+            self._event(s.conn, 0, SessionEvent.RECONNECTED, streams=accepted)
+            self._gap_since_ns = None
+
+    async def _pinger(self, s: _Session, every: float) -> None:
+        assert s.client is not None and s.limiter is not None
+        n = 0
+        while True:
+            await trio.sleep(every)
+            n += 1
+            text = self.adapter.client_ping(n)
+            if text is not None:
+                await s.limiter.acquire(urgent=True)
+                await s.client.send_text(text)
+
+    async def _watchdog(self, s: _Session) -> None:
+        assert s.client is not None
+        stall = self.timing.stall_after
+        while True:
+            due = s.client.last_activity + stall
+            if trio.current_time() >= due:
+                raise _Stalled(f"stalled: nothing received for {stall:g} s")
+            await trio.sleep_until(due)
+
+    async def _supervise_rollover(
+        self, s: _Session, predecessor: _Session | None, first_done: trio.Event | None
+    ) -> None:
+        await s.subscribed.wait()
+        if first_done is not None:
+            first_done.set()
+        if predecessor is not None:
+            # Make-before-break: both run for the overlap; the dedup filter drops doubles.
+            await trio.sleep(self.timing.overlap)
+            predecessor.retire_scope.cancel()
+        if self.timing.rollover_after is not None:
+            age = trio.current_time() - s.connected_at
+            await trio.sleep(max(0.0, self.timing.rollover_after - age))
+            self._start_successor(s, reason="max connection age")
+
+    def _start_successor(self, s: _Session, *, reason: str) -> None:
+        if s.has_successor:
+            return
+        s.has_successor = True
+        self._rollovers += 1
+        self._overlapping = True
+        self._event(s.conn, s.seq, SessionEvent.ROLLOVER, reason=reason, planned=True)
+        self._nursery.start_soon(self._lifecycle, s, None)
+
+    async def _receive_loop(self, s: _Session, client: WsClient) -> None:
+        adapter = self.adapter
+        venue = self.venue
+        conn = s.conn
+        sink = self.sink
+        dedup = self._dedup
+        while True:
+            frame = await client.receive()
+            s.seq += 1
+            routed = adapter.classify(frame)
+            if routed is None:
+                self._control(s, frame)
+                continue
+            if self._overlapping and not dedup.admit(conn, routed.stream, frame.payload):
+                continue
+            self._messages += 1
+            self._bytes += len(frame.payload)
+            self._last_recv_ns = frame.recv_ns
+            sink.put(
+                Message(
+                    venue=venue,
+                    stream=routed.stream,
+                    channel=routed.channel,
+                    symbol=routed.symbol,
+                    recv_ns=frame.recv_ns,
+                    conn=conn,
+                    seq=s.seq,
+                    payload=frame.payload,
+                )
+            )
+
+    def _control(self, s: _Session, frame: Frame) -> None:
+        self.sink.put(
+            Message(
+                venue=self.venue,
+                stream="",
+                channel=CONTROL_CHANNEL,
+                symbol=ALL_SYMBOLS,
+                recv_ns=frame.recv_ns,
+                conn=s.conn,
+                seq=s.seq,
+                payload=frame.payload,
+            )
+        )
+        ctl = self.adapter.parse_control(frame)
+        if isinstance(ctl, Ack):
+            req = s.pending.pop(ctl.req_id, None) if ctl.req_id is not None else None
+            if req is None and ctl.req_id is None and s.pending:
+                # Replies without ids (Bybit option) come back in request order.
+                s.pending.pop(next(iter(s.pending)))
+            if ctl.refused:
+                self._refuse(s, ctl.refused, ctl.reason or "refused by server")
+            s.replies.set()
+        elif isinstance(ctl, Refusal):
+            req = s.pending.pop(ctl.req_id, None) if ctl.req_id is not None else None
+            if req is None and ctl.req_id is None and s.pending:
+                req = s.pending.pop(next(iter(s.pending)))
+            if req is not None and len(req.streams) > 1 and not ctl.streams:
+                # One bad name fails the whole batch: narrow it down to the culprits.
+                retry = self.adapter.retry_refused(req, self._next_id)
+                self._next_id += len(retry)
+                self._spawn(s, self._send_requests, s, retry)
+            else:
+                self._refuse(s, ctl.streams or (req.streams if req else ()), ctl.reason)
+                rest = [x for x in (req.streams if req else ()) if x not in ctl.streams]
+                if ctl.streams and rest:
+                    # The server named the culprits; the rest of the batch was not subscribed.
+                    again = self.adapter.subscribe_requests(rest, self._next_id)
+                    self._next_id += len(again)
+                    self._spawn(s, self._send_requests, s, again)
+            s.replies.set()
+        elif isinstance(ctl, Shutdown):
+            log.warning("%s: serverShutdown received; rolling over", self.shard_id)
+            self._start_successor(s, reason="serverShutdown")
+
+    @staticmethod
+    def _spawn(s: _Session, fn: Callable[..., Awaitable[None]], *args: object) -> None:
+        """Start a task that lives and dies with the session (not the shard)."""
+        assert s.nursery is not None
+        s.nursery.start_soon(fn, *args)
+
+    def _refuse(self, s: _Session, streams: Sequence[str], reason: str) -> None:
+        new = [x for x in streams if x not in self._refused]
+        self._refused.update(streams)
+        if new:
+            log.error("%s: server refused %s: %s", self.shard_id, ", ".join(new), reason)
+            self._event(s.conn, s.seq, SessionEvent.REFUSED, reason=reason, streams=list(new))
+
+
+class _Stalled(TransportError):
+    """The watchdog saw nothing at all arrive for the shard's stall time."""

@@ -1,0 +1,344 @@
+"""The recorder's commands: ``ticktape record``, ``ticktape ls``, ``ticktape verify``.
+
+``replay.cli`` adds ``sim``, ``serve`` and ``replay`` to this group and is the console entry
+point (``replay`` may import ``recorder``, never the reverse).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+import orjson
+import trio
+
+from recorder._errors import ConfigError, TicktapeError
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        obj: dict[str, Any] = {
+            "ts_ns": int(record.created * 1e9),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        extra = getattr(record, "status", None)
+        if extra is not None:
+            obj["status"] = extra
+        return orjson.dumps(obj).decode()
+
+
+def setup_logging(log_json: bool, verbose: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _fmt_ns(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+@click.group()
+@click.version_option(package_name="ticktape")
+def cli() -> None:
+    """ticktape: record exchange market data into a lossless Parquet archive, and replay it."""
+
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--venue", help="Venue to record (binance-spot, binance-usdm, binance-sbe, bybit-*).")
+@click.option("--streams", default="", help="Comma-separated stream names (exchange's own names).")
+@click.option("--symbols", default="", help="Comma-separated symbols (with --channels).")
+@click.option("--channels", default="", help="Comma-separated channels, e.g. trade,depth@100ms.")
+@click.option("--root", help="Archive root directory (or object-store URI).")
+@click.option(
+    "--duration", type=float, help="Stop after this many seconds (default: run until stopped)."
+)
+@click.option(
+    "--ws-url", help="WebSocket base URL (default: the exchange's; point at the simulator)."
+)
+@click.option("--rest-url", help="REST base URL.")
+@click.option("--flush-interval", type=float, help="Seconds between part-file flushes (default 5).")
+@click.option("--writer-id", help="Name of this writer in file names (default w0).")
+@click.option(
+    "--status/--no-status", default=None, help="Live status table (default: on a terminal)."
+)
+@click.option("--log-json", is_flag=True, help="Logs and periodic status as JSON lines on stderr.")
+def record(
+    config: str | None,
+    venue: str | None,
+    streams: str,
+    symbols: str,
+    channels: str,
+    root: str | None,
+    duration: float | None,
+    ws_url: str | None,
+    rest_url: str | None,
+    flush_interval: float | None,
+    writer_id: str | None,
+    status: bool | None,
+    log_json: bool,
+) -> None:
+    """Record market data until stopped (SIGINT/SIGTERM flush everything and exit 0)."""
+    from recorder._config import load_config
+    from recorder._recorder import Recorder
+
+    setup_logging(log_json)
+
+    def split(s: str) -> list[str]:
+        return [x.strip() for x in s.split(",") if x.strip()]
+
+    try:
+        cfg = load_config(
+            config,
+            root=root,
+            venue=venue,
+            streams=split(streams),
+            symbols=split(symbols),
+            channels=split(channels),
+            ws_url=ws_url,
+            rest_url=rest_url,
+            flush_interval=flush_interval,
+            writer_id=writer_id,
+        )
+        rec = Recorder(cfg)
+    except TicktapeError as exc:
+        raise click.ClickException(str(exc)) from None
+    show = sys.stderr.isatty() if status is None else status
+    trio.run(_run_recorder, rec, duration, show, log_json)
+
+
+async def _run_recorder(rec: Any, duration: float | None, show: bool, log_json: bool) -> None:
+    async with trio.open_nursery() as nursery:
+        if duration is not None:
+            nursery.cancel_scope.deadline = trio.current_time() + duration
+
+        async def on_signal() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+                async for sig in sigs:
+                    logging.getLogger("ticktape").info("signal %s: flushing and stopping", sig)
+                    nursery.cancel_scope.cancel()
+                    return
+
+        nursery.start_soon(on_signal)
+        if show:
+            nursery.start_soon(_status_live, rec)
+        elif log_json:
+            nursery.start_soon(_status_json, rec)
+        await rec.run()
+    st = rec.statistics()
+    logging.getLogger("ticktape").info(
+        "stopped: %d rows in %d files (%s), %d write errors",
+        st.writer.rows_written,
+        st.writer.files_written,
+        _fmt_bytes(st.writer.bytes_written),
+        st.writer.write_errors,
+    )
+
+
+def status_table(rec: Any, prev: dict[str, tuple[float, int]]) -> Any:
+    from rich.table import Table
+
+    st = rec.statistics()
+    now = time.time()
+    t = Table(title=f"ticktape record -> {rec.config.root}", expand=False)
+    for col in ("shard", "streams", "state", "msgs", "msg/s", "lag", "reconn", "gaps", "refused"):
+        t.add_column(col, justify="right" if col not in ("shard", "state") else "left")
+    for s in st.shards:
+        last_t, last_n = prev.get(s.shard_id, (now, s.messages))
+        rate = (s.messages - last_n) / max(1e-9, now - last_t) if now > last_t else 0.0
+        prev[s.shard_id] = (now, s.messages)
+        lag = "-" if s.last_recv_ns is None else f"{max(0.0, now - s.last_recv_ns / 1e9):.1f}s"
+        state = "[green]live[/]" if s.connected else "[red]down[/]"
+        t.add_row(
+            s.shard_id,
+            str(s.streams),
+            state,
+            str(s.messages),
+            f"{rate:.0f}",
+            lag,
+            str(s.reconnects),
+            str(s.gaps),
+            str(len(s.refused)) if s.refused else "",
+        )
+    w = st.writer
+    t.caption = (
+        f"rows written {w.rows_written}  files {w.files_written}"
+        f"  disk {_fmt_bytes(w.bytes_written)}"
+        f"  pending {w.pending_rows}  raw rows {w.raw_rows}  unparsed {w.unparsed_rows}"
+        f"  write errors {w.write_errors}"
+    )
+    return t
+
+
+async def _status_live(rec: Any) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    prev: dict[str, tuple[float, int]] = {}
+    with Live(status_table(rec, prev), console=Console(stderr=True), refresh_per_second=2) as live:
+        while True:
+            await trio.sleep(1)
+            live.update(status_table(rec, prev))
+
+
+async def _status_json(rec: Any, every: float = 10.0) -> None:
+    log = logging.getLogger("ticktape.status")
+    while True:
+        await trio.sleep(every)
+        st = rec.statistics()
+        status = {
+            "shards": [
+                {
+                    "shard": s.shard_id,
+                    "connected": s.connected,
+                    "messages": s.messages,
+                    "reconnects": s.reconnects,
+                    "gaps": s.gaps,
+                    "refused": list(s.refused),
+                    "last_recv_ns": s.last_recv_ns,
+                }
+                for s in st.shards
+            ],
+            "rows_written": st.writer.rows_written,
+            "bytes_written": st.writer.bytes_written,
+            "write_errors": st.writer.write_errors,
+        }
+        log.info("status", extra={"status": status})
+
+
+@cli.command("ls")
+@click.argument("root")
+@click.option("--partitions", is_flag=True, help="One line per partition instead of per channel.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ls_cmd(root: str, partitions: bool, as_json: bool) -> None:
+    """List what an archive holds: venues, channels, symbols, hours, rows, bytes, time span."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from recorder._inspect import group_summary, summarize
+
+    try:
+        parts = summarize(root)
+    except TicktapeError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        rows = (
+            [
+                p.__dict__
+                if not hasattr(p, "__slots__")
+                else {k: getattr(p, k) for k in p.__slots__}
+                for p in parts
+            ]
+            if partitions
+            else group_summary(parts)
+        )
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    console = Console()
+    if not parts:
+        console.print(f"{root}: empty archive")
+        return
+    if partitions:
+        t = Table(title=root)
+        for c in (
+            "venue",
+            "channel",
+            "symbol",
+            "date",
+            "hour",
+            "files",
+            "rows",
+            "bytes",
+            "first",
+            "last",
+        ):
+            t.add_column(c)
+        for p in parts:
+            t.add_row(
+                p.venue,
+                p.channel,
+                p.symbol,
+                p.date,
+                f"{p.hour:02d}",
+                str(p.files),
+                str(p.rows),
+                _fmt_bytes(p.bytes),
+                _fmt_ns(p.first_ns),
+                _fmt_ns(p.last_ns),
+            )
+    else:
+        t = Table(title=root)
+        for c in (
+            "venue",
+            "channel",
+            "symbols",
+            "hours",
+            "files",
+            "rows",
+            "bytes",
+            "first",
+            "last",
+        ):
+            t.add_column(c)
+        for g in group_summary(parts):
+            syms = g["symbols"]
+            shown = ", ".join(syms[:4]) + (f" +{len(syms) - 4}" if len(syms) > 4 else "")
+            t.add_row(
+                g["venue"],
+                g["channel"],
+                shown,
+                str(g["hours"]),
+                str(g["files"]),
+                str(g["rows"]),
+                _fmt_bytes(g["bytes"]),
+                _fmt_ns(g["first_ns"]),
+                _fmt_ns(g["last_ns"]),
+            )
+    console.print(t)
+
+
+@cli.command()
+@click.argument("root")
+def verify(root: str) -> None:
+    """Check an archive: gaps, sequence breaks, duplicates, unreadable files.
+
+    Exits 1 when a file is unreadable or a row has lost its payload (corruption)."""
+    from recorder._inspect import verify as do_verify
+
+    try:
+        rep = do_verify(root)
+    except TicktapeError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in rep.lines():
+        click.echo(line)
+    if not rep.ok:
+        sys.exit(1)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except ConfigError as exc:  # pragma: no cover - click handles most
+        raise SystemExit(f"error: {exc}") from None
