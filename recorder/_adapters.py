@@ -18,6 +18,11 @@ from recorder import _sbe as sbe
 from recorder import _shard
 from recorder._errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from recorder._message import ALL_SYMBOLS, CONTROL_CHANNEL, UNPARSED_CHANNEL
+from recorder._policy import (
+    BINANCE_SPOT_HEARTBEAT_S,
+    BINANCE_USDM_HEARTBEAT_S,
+    BYBIT_HEARTBEAT_S,
+)
 from recorder._recorder import VenueJob
 from recorder._venue import (
     Ack,
@@ -74,7 +79,11 @@ class BinanceAdapter:
         spot = self.venue == "binance-spot"
         if self.venue not in ("binance-spot", "binance-usdm"):
             raise ConfigError(f"not a Binance JSON venue: {self.venue}")
-        self.limits = RuntimeLimits(outgoing_msgs_per_s=5 if spot else 10, outgoing_headroom=1)
+        self.limits = RuntimeLimits(
+            outgoing_msgs_per_s=5 if spot else 10,
+            outgoing_headroom=1,
+            heartbeat_s=BINANCE_SPOT_HEARTBEAT_S if spot else BINANCE_USDM_HEARTBEAT_S,
+        )
         self.plan_limits = _shard.BINANCE_SPOT if spot else _shard.BINANCE_USDM
         self.default_ws_url = bn.SPOT_WS_BASE if spot else bn.USDM_WS_BASE
         self.default_rest_url = bn.SPOT_REST_BASE if spot else bn.USDM_REST_BASE
@@ -178,7 +187,11 @@ class SbeAdapter:
 
     api_key: sbe.ApiKey
     venue: str = sbe.VENUE
-    limits: RuntimeLimits = field(default_factory=lambda: RuntimeLimits(outgoing_msgs_per_s=5))
+    limits: RuntimeLimits = field(
+        default_factory=lambda: RuntimeLimits(
+            outgoing_msgs_per_s=5, heartbeat_s=BINANCE_SPOT_HEARTBEAT_S
+        )
+    )
     plan_limits: _shard.VenueLimits = field(default_factory=lambda: _shard.BINANCE_SPOT)
     default_ws_url: str = "wss://stream-sbe.binance.com:9443"
     default_rest_url: str = bn.SPOT_REST_BASE
@@ -301,7 +314,8 @@ class BybitAdapter:
             connections_per_window=500,
             connection_window_s=300.0,
             max_connection_age_s=None,
-            client_ping_interval_s=20.0,
+            client_ping_interval_s=BYBIT_HEARTBEAT_S,
+            heartbeat_s=BYBIT_HEARTBEAT_S,
         )
         self.plan_limits = _BYBIT_PLAN[self.category]
 

@@ -21,11 +21,8 @@ the venue adapter. Every transport failure arrives as a :class:`~recorder._ws.Tr
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import random
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -42,6 +39,7 @@ from recorder._message import (
     Message,
     SessionEvent,
 )
+from recorder._policy import Backoff, Dedup, RolloverSchedule
 from recorder._venue import Ack, Refusal, Request, Shutdown, VenueAdapter
 from recorder._ws import Frame, TransportError, WsClient, connect
 
@@ -56,25 +54,15 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class Timing:
-    """Timing policy of a shard. All in seconds of Trio's clock."""
+    """Timing policy of a shard, in seconds of Trio's clock. The bounds on connecting and
+    subscribing live here, in the supervisor's configuration, not in the code below it."""
 
     connect_timeout: float = 15.0
     subscribe_timeout: float = 15.0
     stall_after: float = 60.0
-    backoff_base: float = 0.5
-    backoff_factor: float = 2.0
-    backoff_cap: float = 30.0
-    backoff_jitter: float = 0.2
-    healthy_after: float = 60.0
-    rollover_after: float | None = None  # age at which a planned rollover starts
-    overlap: float = 5.0
-    dedup_window: int = 4096
-
-
-def backoff_delay(t: Timing, attempt: int, rng: random.Random) -> float:
-    """Capped exponential delay before reconnect ``attempt`` (0-based), with +-jitter."""
-    base = min(t.backoff_cap, t.backoff_base * t.backoff_factor**attempt)
-    return max(0.0, base * (1.0 + rng.uniform(-t.backoff_jitter, t.backoff_jitter)))
+    backoff: Backoff = field(default_factory=Backoff)
+    rollover: RolloverSchedule | None = None
+    dedup_per_stream: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,33 +83,6 @@ class ShardStatistics:
     duplicates_dropped: int
     last_recv_ns: int | None
     last_error: str | None
-
-
-class _Dedup:
-    """Drops frames already delivered by the other connection during a rollover overlap.
-
-    Bounded: remembers the last ``window`` (stream, payload digest) pairs per connection."""
-
-    def __init__(self, window: int) -> None:
-        self.window = window
-        self.seen: dict[str, OrderedDict[bytes, None]] = {}
-        self.dropped = 0
-
-    def admit(self, conn: str, stream: str, payload: bytes) -> bool:
-        h = hashlib.blake2b(stream.encode() + b"\0" + payload, digest_size=16).digest()
-        for other, seen in self.seen.items():
-            if other != conn and h in seen:
-                del seen[h]
-                self.dropped += 1
-                return False
-        mine = self.seen.setdefault(conn, OrderedDict())
-        mine[h] = None
-        if len(mine) > self.window:
-            mine.popitem(last=False)
-        return True
-
-    def forget(self, conn: str) -> None:
-        self.seen.pop(conn, None)
 
 
 @dataclass
@@ -175,7 +136,8 @@ class ShardRunner:
         timing: Timing,
         connect_limiter: TrioRateLimiter,
         run_token: str,
-        rng: random.Random | None = None,
+        shard_index: int = 0,
+        shard_count: int = 1,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.shard_id = shard_id
@@ -188,9 +150,10 @@ class ShardRunner:
         self.timing = timing
         self.connect_limiter = connect_limiter
         self.run_token = run_token
-        self.rng = rng or random.Random()
+        self.shard_index = shard_index
+        self.shard_count = shard_count
         self.clock_ns = clock_ns
-        self._dedup = _Dedup(timing.dedup_window)
+        self._dedup = Dedup(timing.dedup_per_stream)
         self._overlapping = False
         self._next_id = 1
         self._gen = 0
@@ -249,7 +212,7 @@ class ShardRunner:
             rollovers=self._rollovers,
             gaps=self._gaps,
             refused=tuple(sorted(self._refused)),
-            duplicates_dropped=self._dedup.dropped,
+            duplicates_dropped=self._dedup.statistics().dropped,
             last_recv_ns=self._last_recv_ns,
             last_error=self._last_error,
         )
@@ -308,7 +271,7 @@ class ShardRunner:
                 return
             finally:
                 self._active -= 1
-                self._dedup.forget(s.conn)
+                self._dedup.forget_source(s.conn)
                 if self._active <= 1:
                     self._overlapping = False
                 if s.client is not None:
@@ -335,9 +298,9 @@ class ShardRunner:
                 self._gap_since_ns = self._last_recv_ns or ended_ns
             if s.has_successor:
                 return  # the successor is already connecting; it closes the gap
-            if trio.current_time() - started >= self.timing.healthy_after:
+            if trio.current_time() - started >= self.timing.backoff.healthy_after:
                 attempt = 0
-            delay = backoff_delay(self.timing, attempt, self.rng)
+            delay = self.timing.backoff.delay(attempt)
             attempt += 1
             self._reconnects += 1
             await trio.sleep(delay)
@@ -449,13 +412,15 @@ class ShardRunner:
         await s.subscribed.wait()
         if first_done is not None:
             first_done.set()
+        schedule = self.timing.rollover
         if predecessor is not None:
             # Make-before-break: both run for the overlap; the dedup filter drops doubles.
-            await trio.sleep(self.timing.overlap)
+            overlap = schedule.overlap_s if schedule is not None else 0.0
+            await trio.sleep(overlap)
             predecessor.retire_scope.cancel()
-        if self.timing.rollover_after is not None:
-            age = trio.current_time() - s.connected_at
-            await trio.sleep(max(0.0, self.timing.rollover_after - age))
+        if schedule is not None:
+            at = schedule.rollover_at(self.shard_index, s.connected_at, self.shard_count)
+            await trio.sleep_until(at)
             self._start_successor(s, reason="max connection age")
 
     def _start_successor(self, s: _Session, *, reason: str) -> None:

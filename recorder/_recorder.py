@@ -24,6 +24,7 @@ from recorder._connection import ShardRunner, ShardStatistics, Timing
 from recorder._errors import ConfigError
 from recorder._limiter import RateLimit, TrioRateLimiter
 from recorder._message import Message
+from recorder._policy import RolloverSchedule, StallWatchdog
 from recorder._shard import StreamSpec, plan_shards
 from recorder._venue import VenueAdapter
 
@@ -52,7 +53,7 @@ class RecorderConfig:
     writer_id: str = "w0"
     flush_interval: float = 5.0
     compaction_grace: float = 30.0
-    timing: Timing = field(default_factory=Timing)
+    timing: Timing = field(default_factory=lambda: Timing(stall_after=600.0))
     fsync: bool = True
     seed: int | None = None
 
@@ -184,23 +185,16 @@ class Recorder:
             )
         )
         timing = self.config.timing
-        if timing.rollover_after is None and limits.max_connection_age_s is not None:
-            timing = replace(timing, rollover_after=limits.max_connection_age_s * 0.95)
-        ws_base = job.ws_url or adapter.default_ws_url  # type: ignore[attr-defined]
-        log.info("%s: %d streams on %d connections", job.venue, len(specs), len(plan))
-        n = len(plan)
-        for i, shard in enumerate(plan):
-            kinds = {adapter.kind_of(s.name) for s in shard.streams}
-            shard_timing = replace(
-                timing,
-                stall_after=min(timing.stall_after, _stall_after(kinds, timing.stall_after)),
-                # Stagger planned rollovers so that no two connections roll over together.
-                rollover_after=(
-                    None
-                    if timing.rollover_after is None
-                    else timing.rollover_after * (1 - 0.05 * (i / max(1, n)))
-                ),
+        if timing.rollover is None and limits.max_connection_age_s is not None:
+            timing = replace(
+                timing, rollover=RolloverSchedule(max_age_s=limits.max_connection_age_s)
             )
+        watchdog = StallWatchdog()
+        ws_base = job.ws_url or adapter.default_ws_url
+        log.info("%s: %d streams on %d connections", job.venue, len(specs), len(plan))
+        for i, shard in enumerate(plan):
+            kinds = [adapter.kind_of(s.name) for s in shard.streams]
+            stall = watchdog.stall_after(kinds, heartbeat_s=limits.heartbeat_s)
             runner = ShardRunner(
                 shard_id=f"{job.venue}.{shard.shard_id}",
                 adapter=adapter,
@@ -208,10 +202,15 @@ class Recorder:
                 route=shard.route,
                 streams=shard.names,
                 sink=self.sink,
-                timing=shard_timing,
+                timing=replace(
+                    timing,
+                    stall_after=min(timing.stall_after, stall),
+                    backoff=replace(timing.backoff, rng=random.Random(self._rng.random())),
+                ),
                 connect_limiter=connect_limiter,
                 run_token=self.run_token,
-                rng=random.Random(self._rng.random()),
+                shard_index=i,
+                shard_count=len(plan),
             )
             self.runners.append(runner)
             await nursery.start(runner.run)
@@ -225,23 +224,3 @@ class Recorder:
         pending = self.writer.take_pending()
         await trio.to_thread.run_sync(self.writer.flush, pending)
         await trio.to_thread.run_sync(self.writer.compact_closed_hours, time.time_ns(), grace_ns)
-
-
-# Longest silence that is still normal, per stream kind (seconds). A connection only counts as
-# stalled when *nothing* arrived for the smallest value among its streams' kinds, so quiet
-# symbols on trade-only connections do not cause reconnect storms.
-_KIND_STALL = {
-    "depth_fast": 10.0,
-    "depth": 15.0,
-    "book": 15.0,
-    "ticker": 20.0,
-    "kline": 30.0,
-    "trade": 90.0,
-    "event": 600.0,
-}
-
-
-def _stall_after(kinds: set[str], default: float) -> float:
-    if not kinds:
-        return default
-    return min(_KIND_STALL.get(k, default) for k in kinds)

@@ -86,6 +86,9 @@ class RuntimeLimits:
     connection_window_s: float = 300.0
     max_connection_age_s: float | None = 24 * 3600.0
     client_ping_interval_s: float | None = None
+    heartbeat_s: float | None = None
+    """Longest interval between frames the venue guarantees on a healthy connection (server
+    pings, or pongs to our pings), for the stall watchdog."""
 
 
 class VenueAdapter(Protocol):
@@ -99,6 +102,14 @@ class VenueAdapter(Protocol):
 
     @property
     def plan_limits(self) -> PlanLimits: ...
+
+    @property
+    def default_ws_url(self) -> str:
+        """The exchange's real WebSocket base URL (the default for users)."""
+        ...
+
+    @property
+    def default_rest_url(self) -> str: ...
 
     def validate_stream(self, stream: str) -> Routed:
         """Classify a configured stream name; raise ConfigError if invalid for this venue."""
