@@ -38,6 +38,8 @@ from recorder._venue import (
 )
 from recorder._ws import Frame
 
+_CONTROL = Routed("", CONTROL_CHANNEL, ALL_SYMBOLS)
+
 # Expected message rates (msgs/s) by channel, only used to spread heavy streams evenly.
 _BINANCE_WEIGHT = {
     "depth": 4.0,
@@ -147,21 +149,21 @@ class BinanceAdapter:
     def client_ping(self, req_id: int) -> str | None:
         return None
 
-    def classify(self, frame: Frame) -> Routed | None:
+    def classify(self, frame: Frame) -> Routed:
         payload = frame.payload
         stream = bn.stream_of(payload) if frame.text else None
         if stream is None:
             if frame.text:
                 try:
                     if bn.parse_control(payload) is not None:
-                        return None
+                        return _CONTROL
                 except RemoteProtocolError:
                     pass
             return Routed("", UNPARSED_CHANNEL, ALL_SYMBOLS)
         routed = self._routes.get(stream)
         if routed is None:
             if stream == "!serverShutdown":
-                return None
+                return Routed(stream, CONTROL_CHANNEL, ALL_SYMBOLS)
             info = bn.classify(self.venue, stream)
             if info is None:
                 routed = Routed(stream, UNPARSED_CHANNEL, ALL_SYMBOLS)
@@ -248,9 +250,9 @@ class SbeAdapter:
     def client_ping(self, req_id: int) -> str | None:
         return None
 
-    def classify(self, frame: Frame) -> Routed | None:
+    def classify(self, frame: Frame) -> Routed:
         if frame.text:
-            return None  # JSON control replies and serverShutdown
+            return _CONTROL  # JSON control replies and serverShutdown
         try:
             tid, sym = sbe.frame_info(frame.payload)
         except RemoteProtocolError:
@@ -372,13 +374,13 @@ class BybitAdapter:
     def client_ping(self, req_id: int) -> str | None:
         return bb.ping_request(str(req_id)).decode()
 
-    def classify(self, frame: Frame) -> Routed | None:
+    def classify(self, frame: Frame) -> Routed:
         try:
             r = bb.route(self.venue, frame.payload)
         except RemoteProtocolError:  # includes UnsupportedMessage (legacy v2)
             return Routed(bb.topic_of(frame.payload) or "", UNPARSED_CHANNEL, ALL_SYMBOLS)
         if r.channel == CONTROL_CHANNEL or r.topic is None:
-            return None
+            return _CONTROL
         return Routed(r.topic, r.channel, r.symbol)
 
     def parse_control(self, frame: Frame) -> Control:

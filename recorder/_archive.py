@@ -13,6 +13,9 @@ exactly (verified as each row is written). Rows are sorted by (recv_time, conn, 
 
 Atomicity: a file is written under ``<root>/.ticktape-tmp/<writer>/`` and renamed into its
 partition, so readers never see a partial file; nothing is ever appended to a Parquet file.
+On an object store (``s3://bucket/prefix``, see :mod:`recorder._storage`), where rename is a
+copy, the file is encoded in memory and uploaded straight to its final key: the object
+appears when its PUT (or multipart upload) completes, and a crashed upload leaves nothing.
 Compaction writes the merged file the same way and only then deletes the parts; the merged
 file lists the parts it absorbed in its metadata, so a crash between the two steps leaves
 nothing that recovery (or ticktape's reader) cannot tell apart.
@@ -41,6 +44,7 @@ from recorder._channels import ChannelCodec, RawChannel, codec_for
 from recorder._errors import ArchiveError, RemoteProtocolError
 from recorder._message import UNPARSED_CHANNEL, Message
 from recorder._paths import PartitionKey, date_hour, encode_value, parse_relpath
+from recorder._storage import ArchiveRoot, open_archive_root, redact
 
 log = logging.getLogger("ticktape.archive")
 
@@ -217,12 +221,12 @@ def _encode(
     return _EncodeResult(pa.Table.from_arrays(arrays, schema=schema), raw_rows), bad
 
 
-def open_root(root: str) -> tuple[pafs.FileSystem, str]:
+def open_root(
+    root: str, storage_options: Mapping[str, object] | None = None
+) -> tuple[pafs.FileSystem, str]:
     """The filesystem and base path of an archive root (a local path or a URI)."""
-    if "://" in root:
-        fs, path = pafs.FileSystem.from_uri(root)
-        return fs, path.rstrip("/")
-    return pafs.LocalFileSystem(), os.path.abspath(root)
+    r = open_archive_root(root, storage_options)
+    return r.fs, r.base
 
 
 class ArchiveWriter:
@@ -241,9 +245,12 @@ class ArchiveWriter:
         compression_level: int = 9,
         row_group_rows: int = 1_000_000,
         fsync: bool = True,
+        storage_options: Mapping[str, object] | None = None,
     ) -> None:
-        self.fs, self.base = open_root(root)
+        self.root: ArchiveRoot = open_archive_root(root, storage_options)
+        self.fs, self.base = self.root.fs, self.root.base
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.object_store = self.root.object_store
         self.writer_id = encode_value(writer_id)
         self.session = f"{time.time_ns():x}"
         self.compression_level = compression_level
@@ -257,7 +264,8 @@ class ArchiveWriter:
         self._rows = self._raw = self._unparsed = self._files = self._bytes = 0
         self._compactions = self._errors = 0
         self._last_error: str | None = None
-        self.fs.create_dir(self._tmp_dir(), recursive=True)
+        if not self.object_store:  # object stores need no directories and no temp area
+            self.fs.create_dir(self._tmp_dir(), recursive=True)
 
     # -- buffering (Trio thread) -------------------------------------------------------------
 
@@ -344,9 +352,12 @@ class ArchiveWriter:
             self._atomic_write(key, name, table)
         except OSError as exc:
             self._errors += 1
-            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._last_error = redact(f"{type(exc).__name__}: {exc}")
             log.error(
-                "could not write %s/%s (kept in memory, will retry): %s", key.relpath(), name, exc
+                "could not write %s/%s (kept in memory, will retry): %s",
+                key.relpath(),
+                name,
+                redact(str(exc)),
             )
             self._retry.setdefault(key, []).extend(msgs)
             return False
@@ -370,6 +381,11 @@ class ArchiveWriter:
         meta = dict(table.schema.metadata or {})
         meta[(META_PREFIX + "writer").encode()] = self.writer_id.encode()
         table = table.replace_schema_metadata(meta)
+        if self.object_store:
+            size = self._put_object(final, table)
+            self._files += 1
+            self._bytes += size
+            return size
         try:
             with self.fs.open_output_stream(tmp) as sink:
                 pq.write_table(
@@ -397,6 +413,28 @@ class ArchiveWriter:
         self._files += 1
         self._bytes += size
         return size
+
+    def _put_object(self, final: str, table: pa.Table) -> int:
+        """Upload ``table`` as one object at ``final``; it is visible only once complete.
+
+        The file is encoded in memory first and handed to the stream in one write, so the
+        upload is never completed from a half-written file: if encoding fails nothing is
+        sent, and if a part fails the stream refuses to complete the multipart upload.
+        """
+        buf = pa.BufferOutputStream()
+        pq.write_table(
+            table,
+            buf,
+            compression="zstd",
+            compression_level=self.compression_level,
+            row_group_size=self.row_group_rows,
+            use_dictionary=True,
+            write_statistics=True,
+        )
+        data = buf.getvalue()
+        with self.fs.open_output_stream(final) as sink:
+            sink.write(data)
+        return int(data.size)
 
     # -- compaction and recovery ------------------------------------------------------------
 
@@ -517,7 +555,7 @@ def _read_file(fs: pafs.FileSystem, path: str) -> pa.Table:
         with fs.open_input_file(path) as f:
             return pq.read_table(f)
     except (OSError, pa.ArrowInvalid) as exc:
-        raise ArchiveError(f"cannot read {path}: {exc}") from exc
+        raise ArchiveError(f"cannot read {path}: {redact(str(exc))}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,12 +567,19 @@ class PartitionFiles:
     superseded: tuple[str, ...]
 
 
-def list_partitions(root: str) -> tuple[pafs.FileSystem, list[PartitionFiles]]:
+def list_partitions(
+    root: str, storage_options: Mapping[str, object] | None = None
+) -> tuple[pafs.FileSystem, list[PartitionFiles]]:
     """Every partition under ``root`` with the files a reader should read, sorted."""
-    fs, base = open_root(root)
+    r = open_archive_root(root, storage_options)
+    fs, base = r.fs, r.base
     sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
     by_dir: dict[str, list[str]] = defaultdict(list)
-    for info in fs.get_file_info(sel):
+    try:
+        infos = fs.get_file_info(sel)
+    except OSError as exc:
+        raise ArchiveError(f"cannot list {r.display}: {redact(str(exc))}") from None
+    for info in infos:
         if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
             continue
         rel = posixpath.relpath(info.path, base)
@@ -562,7 +607,7 @@ def _read_schema(fs: pafs.FileSystem, path: str) -> pa.Schema:
         with fs.open_input_file(path) as f:
             return pq.read_schema(f)
     except (OSError, pa.ArrowInvalid) as exc:
-        raise ArchiveError(f"cannot read {path}: {exc}") from exc
+        raise ArchiveError(f"cannot read {path}: {redact(str(exc))}") from exc
 
 
 def read_partition(fs: pafs.FileSystem, part: PartitionFiles) -> pa.Table:

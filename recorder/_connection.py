@@ -442,8 +442,8 @@ class ShardRunner:
             frame = await client.receive()
             s.seq += 1
             routed = adapter.classify(frame)
-            if routed is None:
-                self._control(s, frame)
+            if routed.channel == CONTROL_CHANNEL:
+                self._control(s, frame, routed.stream)
                 continue
             if self._overlapping and not dedup.admit(conn, routed.stream, frame.payload):
                 continue
@@ -463,11 +463,11 @@ class ShardRunner:
                 )
             )
 
-    def _control(self, s: _Session, frame: Frame) -> None:
+    def _control(self, s: _Session, frame: Frame, stream: str) -> None:
         self.sink.put(
             Message(
                 venue=self.venue,
-                stream="",
+                stream=stream,
                 channel=CONTROL_CHANNEL,
                 symbol=ALL_SYMBOLS,
                 recv_ns=frame.recv_ns,

@@ -149,8 +149,9 @@ class VenueAdapter(Protocol):
         """An application-level ping to send every ``limits.client_ping_interval_s``."""
         ...
 
-    def classify(self, frame: Frame) -> Routed | None:
-        """Where a received data frame belongs, or None if it is a control frame."""
+    def classify(self, frame: Frame) -> Routed:
+        """Where a received frame belongs; control frames get channel ``control`` (with their
+        stream name when they have one, e.g. Binance's ``!serverShutdown``)."""
         ...
 
     def parse_control(self, frame: Frame) -> Control: ...
