@@ -46,6 +46,18 @@ from recorder._ws import Frame, TransportError, WsClient, connect
 log = logging.getLogger("ticktape.connection")
 
 
+class Connector(Protocol):
+    """Opens a WebSocket connection (``_ws.connect``; tests pass an in-memory exchange)."""
+
+    def __call__(
+        self,
+        url: str,
+        *,
+        headers: Sequence[tuple[str, str]] = ...,
+        on_control_sent: Callable[[], None] | None = ...,
+    ) -> Awaitable[WsClient]: ...
+
+
 class Sink(Protocol):
     """Where recorded messages go (the archive writer's front, taps, book keepers)."""
 
@@ -139,6 +151,7 @@ class ShardRunner:
         shard_index: int = 0,
         shard_count: int = 1,
         clock_ns: Callable[[], int] = time.time_ns,
+        connector: Connector = connect,
     ) -> None:
         self.shard_id = shard_id
         self.adapter = adapter
@@ -153,12 +166,14 @@ class ShardRunner:
         self.shard_index = shard_index
         self.shard_count = shard_count
         self.clock_ns = clock_ns
+        self.connector = connector
         self._dedup = Dedup(timing.dedup_per_stream)
         self._overlapping = False
         self._next_id = 1
         self._gen = 0
         self._live: _Session | None = None
         self._gap_since_ns: int | None = None
+        self._gap_reason: str | None = None
         self._messages = 0
         self._bytes = 0
         self._reconnects = 0
@@ -296,6 +311,7 @@ class ShardRunner:
                 self._live = None
             if self._live is None and self._gap_since_ns is None:
                 self._gap_since_ns = self._last_recv_ns or ended_ns
+                self._gap_reason = reason
             if s.has_successor:
                 return  # the successor is already connecting; it closes the gap
             if trio.current_time() - started >= self.timing.backoff.healthy_after:
@@ -322,7 +338,7 @@ class ShardRunner:
         )
         s.limiter = limiter
         with trio.fail_after(self.timing.connect_timeout):
-            s.client = await connect(
+            s.client = await self.connector(
                 s.url, headers=self.adapter.headers(), on_control_sent=limiter.record_urgent_now
             )
         client = s.client
@@ -378,7 +394,7 @@ class ShardRunner:
                 s.conn,
                 0,
                 SessionEvent.GAP,
-                reason=self._last_error or "disconnected",
+                reason=self._gap_reason or "disconnected",
                 streams=accepted,
                 gap_start_ns=self._gap_since_ns,
                 gap_end_ns=end,
