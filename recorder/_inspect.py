@@ -61,7 +61,8 @@ def summarize(root: str) -> list[PartitionSummary]:
                 col = md.row_group(rg).column(0)
                 st = col.statistics
                 if st is not None and st.has_min_max:
-                    mn, mx = _ns(st.min), _ns(st.max)
+                    # The physical int64 values: recv_time is epoch ns.
+                    mn, mx = int(st.min_raw), int(st.max_raw)
                     lo = mn if lo is None else min(lo, mn)
                     hi = mx if hi is None else max(hi, mx)
         k = p.key
@@ -71,17 +72,6 @@ def summarize(root: str) -> list[PartitionSummary]:
             )
         )
     return out
-
-
-def _ns(v: Any) -> int:
-    if isinstance(v, int):
-        return v
-    # pyarrow gives datetimes for timestamp statistics
-    import datetime as _dt
-
-    if isinstance(v, _dt.datetime):
-        return int(v.timestamp()) * 1_000_000_000 + v.microsecond * 1000
-    return int(v)
 
 
 @dataclass

@@ -256,7 +256,8 @@ def ls_cmd(root: str, partitions: bool, as_json: bool) -> None:
         )
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
-    console = Console()
+    # Off a terminal (pipes, CI logs) rich would assume 80 columns and squeeze the table.
+    console = Console(width=None if sys.stdout.isatty() else 120)
     if not parts:
         console.print(f"{root}: empty archive")
         return
@@ -289,32 +290,25 @@ def ls_cmd(root: str, partitions: bool, as_json: bool) -> None:
                 _fmt_ns(p.last_ns),
             )
     else:
-        t = Table(title=root)
-        for c in (
-            "venue",
-            "channel",
-            "symbols",
-            "hours",
-            "files",
-            "rows",
-            "bytes",
-            "first",
-            "last",
-        ):
-            t.add_column(c)
-        for g in group_summary(parts):
+        groups = group_summary(parts)
+        firsts = [g["first_ns"] for g in groups if g["first_ns"] is not None]
+        lasts = [g["last_ns"] for g in groups if g["last_ns"] is not None]
+        span = f"{_fmt_ns(min(firsts))[:10]} .. {_fmt_ns(max(lasts))[:10]} UTC" if firsts else ""
+        t = Table(title=f"{root}  {span}")
+        for c in ("venue", "channel", "symbols", "hours", "rows", "size", "from", "to"):
+            t.add_column(c, justify="right" if c in ("hours", "rows", "size") else "left")
+        for g in groups:
             syms = g["symbols"]
-            shown = ", ".join(syms[:4]) + (f" +{len(syms) - 4}" if len(syms) > 4 else "")
+            shown = ",".join(syms[:3]) + (f" +{len(syms) - 3}" if len(syms) > 3 else "")
             t.add_row(
                 g["venue"],
                 g["channel"],
                 shown,
                 str(g["hours"]),
-                str(g["files"]),
                 str(g["rows"]),
                 _fmt_bytes(g["bytes"]),
-                _fmt_ns(g["first_ns"]),
-                _fmt_ns(g["last_ns"]),
+                _fmt_ns(g["first_ns"])[11:19],
+                _fmt_ns(g["last_ns"])[11:19],
             )
     console.print(t)
 

@@ -1,0 +1,104 @@
+"""The ``ticktape`` command: the recorder's commands plus ``sim``, ``replay`` and ``serve``.
+
+This is the console entry point because ``replay`` may import ``recorder`` but never the
+reverse: the recorder's own commands are defined in ``recorder.cli`` and added to here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+from dataclasses import replace
+
+import click
+import trio
+
+from recorder.cli import cli, setup_logging
+
+
+def parse_time(text: str | None) -> int | None:
+    """Epoch nanoseconds from an ISO-8601 time (UTC if no zone) or an integer of ns."""
+    if text is None:
+        return None
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        t = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 time or epoch ns: {text!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.UTC)
+    return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
+
+
+def _csv(text: str) -> list[str] | None:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    return items or None
+
+
+@cli.command()
+@click.option(
+    "--venue",
+    "venues",
+    multiple=True,
+    required=True,
+    help="binance-spot, binance-usdm, binance-sbe, bybit-spot, bybit-linear, bybit-inverse, "
+    "bybit-option (repeat for several).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=0, help="WebSocket port of the first venue (0: any).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Synthetic market seed.")
+@click.option("--symbols", default="", help="Comma-separated symbols (default: a few per venue).")
+@click.option("--rate", type=float, default=200.0, show_default=True, help="Market steps/s/venue.")
+@click.option("--ledger", type=click.Path(dir_okay=False), help="Append every sent message here.")
+@click.option("--max-connection-age", type=float, help="Forced disconnect age in s (24 h default).")
+def sim(
+    venues: tuple[str, ...],
+    host: str,
+    port: int,
+    seed: int,
+    symbols: str,
+    rate: float,
+    ledger: str | None,
+    max_connection_age: float | None,
+) -> None:
+    """Run the local exchange simulator until stopped; prints the URLs it serves."""
+    from replay._sim import DEFAULT_SYMBOLS, VENUES, SimConfig, Simulator, VenueConfig
+
+    unknown = [v for v in venues if v not in VENUES]
+    if unknown:
+        raise click.BadParameter(f"unknown venue(s) {unknown}; known: {', '.join(VENUES)}")
+    wanted = set(_csv(symbols) or [])
+    vcfg: dict[str, VenueConfig] = {}
+    for i, v in enumerate(venues):
+        c = VenueConfig(ws_port=port + 2 * i if port else 0, rest_port=port + 2 * i + 1 if port else 0)
+        if wanted:
+            specs = tuple(s for s in DEFAULT_SYMBOLS[v] if s.symbol in wanted)
+            if not specs:
+                raise click.BadParameter(f"{v}: none of {sorted(wanted)} is a simulated symbol")
+            c = replace(c, symbols=specs)
+        if max_connection_age is not None:
+            c = replace(c, max_connection_age=max_connection_age)
+        vcfg[v] = c
+    cfg = SimConfig(
+        venues=venues, host=host, seed=seed, rate=rate, ledger_path=ledger, venue_config=vcfg
+    )
+    setup_logging(False)
+
+    async def main() -> None:
+        simulator = Simulator(cfg)
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(simulator.run)
+            for v in venues:
+                click.echo(f"{v}: ws {urls.ws(v)}  rest {urls.rest(v)}")
+            sys.stdout.flush()
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        pass
+
+
+def main() -> None:
+    """Console entry point of ``ticktape``."""
+    cli()
