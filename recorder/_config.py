@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,23 @@ def job_from_table(t: Mapping[str, Any], where: str) -> VenueJob:
     )
 
 
+def parse_share(text: str | None, what: str) -> tuple[int, int] | None:
+    """``"I/N"`` (0-based I) as a tuple; raises ConfigError when malformed."""
+    if text is None:
+        return None
+    i, sep, n = text.partition("/")
+    if not sep or not i.isdigit() or not n.isdigit() or not 0 <= int(i) < int(n):
+        raise ConfigError(f"{what} must be I/N with 0 <= I < N, got {text!r}")
+    return int(i), int(n)
+
+
+def default_writer_id() -> str:
+    """A writer id stable for this host (recovery adopts the parts of its own writer id)."""
+    import socket
+
+    return socket.gethostname() or "w0"
+
+
 def load_config(
     path: str | None,
     *,
@@ -111,6 +129,8 @@ def load_config(
     rest_url: str | None = None,
     flush_interval: float | None = None,
     writer_id: str | None = None,
+    shard: tuple[int, int] | None = None,
+    worker: tuple[int, int] | None = None,
 ) -> RecorderConfig:
     """Merge a TOML file with command-line options (options win) into a validated config."""
     data: dict[str, Any] = {}
@@ -121,7 +141,7 @@ def load_config(
             raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    top_known = {"root", "flush_interval", "writer_id", "venues", "compaction_grace"}
+    top_known = {"root", "flush_interval", "writer_id", "venues", "compaction_grace", "shard"}
     unknown = set(data) - top_known
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
@@ -157,16 +177,43 @@ def load_config(
                 j.api_key_file,
             )
         ]
+    if shard is None and "shard" in data:
+        shard = parse_share(str(data["shard"]), "shard")
+    # Hosts (--shard I/N) and workers (--workers N) take disjoint, stable shares of the
+    # streams: a stream's share depends on its name only, so adding one never moves others.
+    if shard is not None or worker is not None:
+        from recorder._shard import split_for_host, split_for_workers
+
+        shared = []
+        for j in jobs:
+            streams = list(j.streams)
+            if shard is not None:
+                streams = split_for_host(streams, *shard)
+            if worker is not None:
+                streams = split_for_workers(streams, *worker)
+            if streams:
+                shared.append(replace(j, streams=tuple(streams)))
+        if not shared:
+            raise ConfigError(
+                "this share of the streams is empty (more shards/workers than streams)"
+            )
+        jobs = shared
     root = root or data.get("root")
     if not root or not isinstance(root, str):
         raise ConfigError("no archive root: pass --root DIR or set root in the config")
     fi = flush_interval if flush_interval is not None else data.get("flush_interval", 5.0)
     if not isinstance(fi, int | float):
         raise ConfigError("flush_interval must be a number of seconds")
+    wid = writer_id or str(data.get("writer_id") or default_writer_id())
+    if shard is not None:
+        wid += f"-h{shard[0]}of{shard[1]}"
+    if worker is not None:
+        wid += f"-w{worker[0]}"
     return RecorderConfig(
         root=root,
         jobs=tuple(jobs),
-        writer_id=writer_id or str(data.get("writer_id", "w0")),
+        worker_count=worker[1] if worker is not None else 1,
+        writer_id=wid,
         flush_interval=float(fi),
         compaction_grace=float(data.get("compaction_grace", 30.0)),
     )

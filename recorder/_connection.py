@@ -22,6 +22,7 @@ the venue adapter. Every transport failure arrives as a :class:`~recorder._ws.Tr
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class Connector(Protocol):
         *,
         headers: Sequence[tuple[str, str]] = ...,
         on_control_sent: Callable[[], None] | None = ...,
+        ssl_context: ssl.SSLContext | None = ...,
     ) -> Awaitable[WsClient]: ...
 
 
@@ -152,6 +154,7 @@ class ShardRunner:
         shard_count: int = 1,
         clock_ns: Callable[[], int] = time.time_ns,
         connector: Connector = connect,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.shard_id = shard_id
         self.adapter = adapter
@@ -167,6 +170,7 @@ class ShardRunner:
         self.shard_count = shard_count
         self.clock_ns = clock_ns
         self.connector = connector
+        self.ssl_context = ssl_context
         self._dedup = Dedup(timing.dedup_per_stream)
         self._overlapping = False
         self._next_id = 1
@@ -339,7 +343,10 @@ class ShardRunner:
         s.limiter = limiter
         with trio.fail_after(self.timing.connect_timeout):
             s.client = await self.connector(
-                s.url, headers=self.adapter.headers(), on_control_sent=limiter.record_urgent_now
+                s.url,
+                headers=self.adapter.headers(),
+                on_control_sent=limiter.record_urgent_now,
+                ssl_context=self.ssl_context,
             )
         client = s.client
         s.connected_at = trio.current_time()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,10 @@ class RecorderConfig:
     timing: Timing = field(default_factory=lambda: Timing(stall_after=600.0))
     fsync: bool = True
     seed: int | None = None
+    ssl_context: ssl.SSLContext | None = None
+    """TLS settings for wss:// (default: the system's trust store)."""
+    worker_count: int = 1
+    """Processes on this host sharing the per-IP connection limits (``--workers``)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.flush_interval <= 60:
@@ -125,7 +130,8 @@ class Recorder:
         self.writer = ArchiveWriter(config.root, writer_id=config.writer_id, fsync=config.fsync)
         self.sink = FanOut(self.writer)
         self.sink.taps.extend(taps)
-        self.run_token = f"{time.time_ns() // 1_000_000_000:x}"
+        # Connection ids are unique across hosts, workers and restarts: writer id + start time.
+        self.run_token = f"{self.writer.writer_id}.{time.time_ns() // 1_000_000_000:x}"
         self.runners: list[ShardRunner] = []
         self.started_ns = time.time_ns()
         self._rng = random.Random(config.seed)
@@ -177,12 +183,13 @@ class Recorder:
             for s in dict.fromkeys(job.streams)
         ]
         plan = plan_shards(specs, plan_limits)
+        # Connection attempts are limited per IP: workers on one host share the budget.
         connect_limiter = TrioRateLimiter(
             RateLimit(
                 limit=limits.connections_per_window,
                 window_s=limits.connection_window_s,
                 headroom=max(1, limits.connections_per_window // 5),
-            )
+            ).shared_by(self.config.worker_count)
         )
         timing = self.config.timing
         if timing.rollover is None and limits.max_connection_age_s is not None:
@@ -211,6 +218,7 @@ class Recorder:
                 run_token=self.run_token,
                 shard_index=i,
                 shard_count=len(plan),
+                ssl_context=self.config.ssl_context,
             )
             self.runners.append(runner)
             await nursery.start(runner.run)

@@ -72,12 +72,21 @@ class Frame:
     text: bool
 
 
+def _describe(exc: BaseException) -> str:
+    """A reason an operator can act on: Trio wraps TLS and socket errors, so name the cause."""
+    text = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause):
+        text += f" ({type(cause).__name__}: {cause})"
+    return text
+
+
 @contextmanager
 def _translate() -> Iterator[None]:
     try:
         yield
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
-        raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
+        raise ConnectionLost(_describe(exc)) from exc
     except wsproto.utilities.RemoteProtocolError as exc:
         raise ConnectionLost(f"protocol error from server: {exc}") from exc
     except wsproto.utilities.LocalProtocolError as exc:

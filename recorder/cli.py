@@ -85,6 +85,11 @@ def cli() -> None:
     "--status/--no-status", default=None, help="Live status table (default: on a terminal)."
 )
 @click.option("--log-json", is_flag=True, help="Logs and periodic status as JSON lines on stderr.")
+@click.option(
+    "--shard", "shard_opt", help="I/N: record this host's share of the streams (0-based)."
+)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, help="Processes on this host.")
+@click.option("--worker", "worker_opt", hidden=True, help="I/N: set by --workers for each child.")
 def record(
     config: str | None,
     venue: str | None,
@@ -99,12 +104,17 @@ def record(
     writer_id: str | None,
     status: bool | None,
     log_json: bool,
+    shard_opt: str | None,
+    workers: int,
+    worker_opt: str | None,
 ) -> None:
     """Record market data until stopped (SIGINT/SIGTERM flush everything and exit 0)."""
-    from recorder._config import load_config
+    from recorder._config import load_config, parse_share
     from recorder._recorder import Recorder
 
     setup_logging(log_json)
+    if workers > 1 and worker_opt is None:
+        sys.exit(_run_workers(workers))
 
     def split(s: str) -> list[str]:
         return [x.strip() for x in s.split(",") if x.strip()]
@@ -121,12 +131,49 @@ def record(
             rest_url=rest_url,
             flush_interval=flush_interval,
             writer_id=writer_id,
+            shard=parse_share(shard_opt, "--shard"),
+            worker=parse_share(worker_opt, "--worker"),
         )
         rec = Recorder(cfg)
     except TicktapeError as exc:
         raise click.ClickException(str(exc)) from None
     show = sys.stderr.isatty() if status is None else status
+    if worker_opt is not None:
+        show = False  # the parent's terminal is shared by every worker
     trio.run(_run_recorder, rec, duration, show, log_json)
+
+
+def _run_workers(n: int) -> int:
+    """Run ``n`` recorder processes, each with a disjoint share of the streams and a writer id
+    of its own; forward SIGINT/SIGTERM to them and return the worst exit status."""
+    import subprocess
+
+    args = sys.argv[1:]
+    child_args: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a == "--workers":
+            skip = True
+            continue
+        if a.startswith("--workers="):
+            continue
+        child_args.append(a)
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "replay.cli", *child_args, "--worker", f"{i}/{n}"])
+        for i in range(n)
+    ]
+
+    def forward(signum: int, frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    return max(p.wait() for p in procs)
 
 
 async def _run_recorder(rec: Any, duration: float | None, show: bool, log_json: bool) -> None:

@@ -6,6 +6,7 @@ reverse: the recorder's own commands are defined in ``recorder.cli`` and added t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import sys
 from dataclasses import replace
@@ -71,7 +72,9 @@ def sim(
     wanted = set(_csv(symbols) or [])
     vcfg: dict[str, VenueConfig] = {}
     for i, v in enumerate(venues):
-        c = VenueConfig(ws_port=port + 2 * i if port else 0, rest_port=port + 2 * i + 1 if port else 0)
+        c = VenueConfig(
+            ws_port=port + 2 * i if port else 0, rest_port=port + 2 * i + 1 if port else 0
+        )
         if wanted:
             specs = tuple(s for s in DEFAULT_SYMBOLS[v] if s.symbol in wanted)
             if not specs:
@@ -93,12 +96,14 @@ def sim(
                 click.echo(f"{v}: ws {urls.ws(v)}  rest {urls.rest(v)}")
             sys.stdout.flush()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a simulator is stopped
         trio.run(main)
-    except KeyboardInterrupt:
-        pass
 
 
 def main() -> None:
     """Console entry point of ``ticktape``."""
     cli()
+
+
+if __name__ == "__main__":
+    main()
