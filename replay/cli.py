@@ -16,6 +16,8 @@ import trio
 
 from recorder.cli import cli, setup_logging
 
+__all__ = ["cli", "main"]
+
 
 def parse_time(text: str | None) -> int | None:
     """Epoch nanoseconds from an ISO-8601 time (UTC if no zone) or an integer of ns."""
