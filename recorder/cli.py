@@ -18,6 +18,7 @@ import orjson
 import trio
 
 from recorder._errors import ConfigError, TicktapeError
+from recorder._storage import redact
 
 
 class _JsonFormatter(logging.Formatter):
@@ -209,7 +210,7 @@ def status_table(rec: Any, prev: dict[str, tuple[float, int]]) -> Any:
 
     st = rec.statistics()
     now = time.time()
-    t = Table(title=f"ticktape record -> {rec.config.root}", expand=False)
+    t = Table(title=f"ticktape record -> {redact(rec.config.root)}", expand=False)
     for col in ("shard", "streams", "state", "msgs", "msg/s", "lag", "reconn", "gaps", "refused"):
         t.add_column(col, justify="right" if col not in ("shard", "state") else "left")
     for s in st.shards:
@@ -306,10 +307,10 @@ def ls_cmd(root: str, partitions: bool, as_json: bool) -> None:
     # Off a terminal (pipes, CI logs) rich would assume 80 columns and squeeze the table.
     console = Console(width=None if sys.stdout.isatty() else 120)
     if not parts:
-        console.print(f"{root}: empty archive")
+        console.print(f"{redact(root)}: empty archive")
         return
     if partitions:
-        t = Table(title=root)
+        t = Table(title=redact(root))
         for c in (
             "venue",
             "channel",
@@ -341,7 +342,7 @@ def ls_cmd(root: str, partitions: bool, as_json: bool) -> None:
         firsts = [g["first_ns"] for g in groups if g["first_ns"] is not None]
         lasts = [g["last_ns"] for g in groups if g["last_ns"] is not None]
         span = f"{_fmt_ns(min(firsts))[:10]} .. {_fmt_ns(max(lasts))[:10]} UTC" if firsts else ""
-        t = Table(title=f"{root}  {span}")
+        t = Table(title=f"{redact(root)}  {span}")
         for c in ("venue", "channel", "symbols", "hours", "rows", "size", "from", "to"):
             t.add_column(c, justify="right" if c in ("hours", "rows", "size") else "left")
         for g in groups:
