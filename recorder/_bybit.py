@@ -617,11 +617,14 @@ _TRADE_CANON: Final = [
     "iv",
     "iv_dp",
 ]
-_TRADE_ITEM_ORDER: Final[Mapping[str, str]] = {
-    "spot": "i T p v S seq s BT RPI L mP iP mIv iv",
-    "linear": "T s S v p L i BT RPI seq mP iP mIv iv",
-    "inverse": "T s S v p L i BT RPI seq mP iP mIv iv",
-    "option": "p v i T BT s S mP iP mIv iv L RPI seq",
+_TRADE_DOC_ORDER: Final = "T s S v p L i BT RPI seq mP iP mIv iv"
+# The live order first (from captures), then the documented example's order. Variants are
+# only ever appended: an archived row's ``layout`` is an index into this list.
+_TRADE_ITEM_ORDERS: Final[Mapping[str, tuple[str, ...]]] = {
+    "spot": ("i T p v S seq s BT RPI L mP iP mIv iv", _TRADE_DOC_ORDER),
+    "linear": (_TRADE_DOC_ORDER,),
+    "inverse": (_TRADE_DOC_ORDER,),
+    "option": ("p v i T BT s S mP iP mIv iv L RPI seq", _TRADE_DOC_ORDER),
 }
 _TRADE_ORDERS: Final[Mapping[str, tuple[str, ...]]] = {
     "spot": ("topic ts type data", "topic type ts data"),
@@ -631,9 +634,12 @@ _TRADE_ORDERS: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 
-def _trade_list(category: str) -> ObjList:
-    item = _Obj(*_pick(_TRADE_KEYS, _TRADE_ITEM_ORDER[category]), canon=_TRADE_CANON)
-    return ObjList("trades", item)
+def _trade_variants(category: str) -> list[Obj]:
+    out: list[Obj] = []
+    for item_order in _TRADE_ITEM_ORDERS[category]:
+        item = _Obj(*_pick(_TRADE_KEYS, item_order), canon=_TRADE_CANON)
+        out += _variants(ObjList("trades", item), *_TRADE_ORDERS[category])
+    return out
 
 
 # tickers -----------------------------------------------------------------------------------
@@ -815,9 +821,7 @@ def _register_all() -> None:
         # The recorder's hourly book state: an orderbook snapshot message it writes itself.
         register(VariantCodec(venue, "book_checkpoint", _book_variants(cat)))
         register(VariantCodec(venue, "orderbook_snapshot", [_REST_BOOK]))
-        register(
-            VariantCodec(venue, "publicTrade", _variants(_trade_list(cat), *_TRADE_ORDERS[cat]))
-        )
+        register(VariantCodec(venue, "publicTrade", _trade_variants(cat)))
         register(VariantCodec(venue, "tickers", _ticker_variants(cat)))
         if cat != "option":
             kl = ObjList("klines", _KLINE_ITEM)

@@ -797,3 +797,29 @@ def test_book_levels_roundtrip(prices: list[int], dp: int, mode: str) -> None:
     node.render(row, out)
     assert orjson.loads("".join(out)) == levels
     assert "".join(out) == orjson.dumps(levels).decode()
+
+
+@pytest.mark.parametrize(
+    ("venue", "payload"),
+    [
+        (
+            "bybit-spot",
+            b'{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1672304486868,"data":[{"T":'
+            b'1672304486865,"s":"BTCUSDT","S":"Buy","v":"0.001","p":"16578.50","i":"2290000000'
+            b'061666327","BT":false,"seq":1783284617}]}',
+        ),
+        (
+            "bybit-option",
+            b'{"id":"publicTrade.BTC-1-1672304486868","topic":"publicTrade.BTC","ts":1672304486868'
+            b',"data":[{"T":1672304486865,"s":"BTC-27MAR26-70000-C","S":"Buy","v":"0.30","p":"2500'
+            b'","i":"ea38b518-b4e1-429a-811d-b39d93ac058a","BT":false,"mP":"2500","iP":"65000.00",'
+            b'"mIv":"0.5","iv":"0.49"}],"type":"snapshot"}',
+        ),
+    ],
+)
+def test_trades_in_the_documented_key_order_are_exact_too(venue: str, payload: bytes) -> None:
+    """bybit-v5.md §4.2 example order (T,s,S,v,p,...) on spot and option, besides the live one."""
+    codec = codec_for(venue, "publicTrade")
+    d = codec.decode(payload)
+    assert d.exact
+    assert codec.render(d.fields, "publicTrade", d.envelope) == payload
