@@ -1,9 +1,32 @@
 """ticktape replay: archives back through the recorder's message interface.
 
-``open_archive(root, ...)`` yields :class:`recorder.Message` objects in the archive's global
-order (recv_ns, connection, sequence), synchronously or as a Trio async iterator.
+- :func:`open_archive` yields :class:`recorder.Message` objects in the archive's global order
+  (recv_ns, connection, sequence), as a plain iterator or a Trio async iterator (optionally
+  paced by the recorded receive times);
+- :func:`book_states` rebuilds order books from the nearest checkpoint or snapshot;
+- :func:`scan` and friends give Polars LazyFrames with analysis-ready columns;
+- :func:`write_ndjson` / :func:`read_ndjson` convert to and from NDJSON lines with exact payloads.
 """
 
+from replay._books import BookBuilder, BookGap, BookReplay, BookState, OrderBook, book_states
+from replay._ndjson import read_ndjson, write_ndjson
 from replay._reader import ArchiveReader, Selection, open_archive
+from replay._scan import scan, scan_quotes, scan_tickers_merged, scan_trades
 
-__all__ = ["ArchiveReader", "Selection", "open_archive"]
+__all__ = [
+    "ArchiveReader",
+    "BookBuilder",
+    "BookGap",
+    "BookReplay",
+    "BookState",
+    "OrderBook",
+    "Selection",
+    "book_states",
+    "open_archive",
+    "read_ndjson",
+    "scan",
+    "scan_quotes",
+    "scan_tickers_merged",
+    "scan_trades",
+    "write_ndjson",
+]

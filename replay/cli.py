@@ -102,6 +102,59 @@ def sim(
         trio.run(main)
 
 
+@cli.command("replay")
+@click.argument("root")
+@click.option("--venue", "venues", default="", help="Comma-separated venues (default: all).")
+@click.option("--channel", "channels", default="", help="Comma-separated channels.")
+@click.option("--symbol", "symbols", default="", help="Comma-separated symbols.")
+@click.option("--start", help="Receive time from (ISO-8601, UTC if no zone, or epoch ns).")
+@click.option("--end", help="Receive time before (exclusive).")
+@click.option("--speed", type=float, help="Pace by recorded times: 1 = real time, 10 = 10x.")
+@click.option("--format", "fmt", type=click.Choice(["ndjson"]), default="ndjson")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File (default stdout).")
+def replay_cmd(
+    root: str,
+    venues: str,
+    channels: str,
+    symbols: str,
+    start: str | None,
+    end: str | None,
+    speed: float | None,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Write archived messages as NDJSON lines ``{"recv_ns","venue","stream","payload"}`` with
+    the exact payload text (``payload_hex`` for binary), in archive order."""
+    from replay._ndjson import write_ndjson
+    from replay._reader import open_archive
+
+    reader = open_archive(
+        root,
+        venues=_csv(venues),
+        channels=_csv(channels),
+        symbols=_csv(symbols),
+        start_ns=parse_time(start),
+        end_ns=parse_time(end),
+    )
+    out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+    try:
+        if speed is None:
+            write_ndjson(reader, out)
+        else:
+
+            async def paced() -> None:
+                async for m in reader.aiter(speed=speed):
+                    write_ndjson([m], out)
+                    out.flush()
+
+            trio.run(paced)
+    except BrokenPipeError:  # `ticktape replay ... | head` is normal use
+        pass
+    finally:
+        if output:
+            out.close()
+
+
 def main() -> None:
     """Console entry point of ``ticktape``."""
     cli()

@@ -11,6 +11,7 @@ import argparse
 import shutil
 import sys
 
+import polars as pl
 import trio
 
 STREAMS = {
@@ -25,7 +26,9 @@ STREAMS = {
         for k in ("aggTrade", "bookTicker", "depth@100ms", "markPrice@1s")
     ],
     "bybit-linear": [
-        f"{k}.{s}" for s in ("BTCUSDT", "ETHUSDT") for k in ("orderbook.50", "publicTrade", "tickers")
+        f"{k}.{s}"
+        for s in ("BTCUSDT", "ETHUSDT")
+        for k in ("orderbook.50", "publicTrade", "tickers")
     ],
 }
 
@@ -47,10 +50,8 @@ async def record(root: str, duration: float, show_status: bool) -> None:
         nursery.cancel_scope.cancel()
 
 
-def ohlcv(root: str, venue: str, symbol: str, every: str = "1s") -> object:
+def ohlcv(root: str, venue: str, symbol: str, every: str = "1s") -> pl.DataFrame:
     """OHLCV bars of one symbol's trades, read straight from the Hive-partitioned files."""
-    import polars as pl
-
     glob = f"{root}/venue={venue}/channel=trade/symbol={symbol}/**/*.parquet"
     return (
         pl.scan_parquet(glob, hive_partitioning=True)
@@ -69,7 +70,6 @@ def ohlcv(root: str, venue: str, symbol: str, every: str = "1s") -> object:
 
 
 def show(root: str) -> None:
-    import polars as pl
     from rich.console import Console
 
     from recorder.cli import cli
@@ -80,11 +80,9 @@ def show(root: str) -> None:
     console.rule("1-second OHLCV of BTCUSDT trades (Polars, straight from the Parquet files)")
     with pl.Config(tbl_rows=12, tbl_width_chars=120):
         bars = ohlcv(root, "binance-spot", "BTCUSDT")
-        console.print(bars.tail(12))  # type: ignore[attr-defined]
-    console.print(
-        f"\nQuery it yourself:\n  pl.scan_parquet('{root}/venue=binance-spot/channel=trade/**/*.parquet',"
-        " hive_partitioning=True)"
-    )
+        console.print(bars.tail(12))
+    glob = f"{root}/venue=binance-spot/channel=trade/**/*.parquet"
+    console.print(f"\nQuery it yourself:\n  pl.scan_parquet('{glob}', hive_partitioning=True)")
 
 
 def main(argv: list[str] | None = None) -> None:

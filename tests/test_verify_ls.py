@@ -61,3 +61,27 @@ def test_verify_flags_duplicate_rows(tmp_path: Path) -> None:
     w.flush()
     rep = verify(str(tmp_path))
     assert rep.ok and len(rep.duplicates) == 1
+
+
+def test_replay_command_writes_exact_payloads_as_ndjson(tmp_path: Path) -> None:
+    build(tmp_path)
+    res = CliRunner().invoke(
+        cli, ["replay", str(tmp_path), "--venue", "binance-spot,binance-sbe", "--channel", "trade"]
+    )
+    assert res.exit_code == 0
+    lines = [orjson.loads(x) for x in res.output.splitlines()]
+    expected = sorted(
+        (m for m in mixed_messages(90) if m.channel == "trade" and m.venue != "bybit-linear"),
+        key=lambda m: m.sort_key(),
+    )
+    assert [x["recv_ns"] for x in lines] == [m.recv_ns for m in expected]
+    for x, m in zip(lines, expected, strict=True):
+        assert list(x)[:4] == [
+            "recv_ns",
+            "venue",
+            "stream",
+            "payload" if "payload" in x else "payload_hex",
+        ]
+        got = bytes.fromhex(x["payload_hex"]) if "payload_hex" in x else x["payload"].encode()
+        assert got == m.payload
+    assert any("payload_hex" in x for x in lines) and any("payload" in x for x in lines)
