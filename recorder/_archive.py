@@ -142,6 +142,21 @@ def table_to_messages(table: pa.Table, key: PartitionKey) -> list[Message]:
     return out
 
 
+def as_unparsed(m: Message, error: str, expected_channel: str) -> Message:
+    """The ``unparsed`` form of a frame its channel's codec could not decode (bytes kept)."""
+    return Message(
+        venue=m.venue,
+        stream=m.stream,
+        channel=UNPARSED_CHANNEL,
+        symbol=m.symbol,
+        recv_ns=m.recv_ns,
+        conn=m.conn,
+        seq=m.seq,
+        payload=m.payload,
+        fields={"error": error, "expected_channel": expected_channel},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class WriterStatistics:
     """Counters of an :class:`ArchiveWriter` (all monotonic except ``pending_*``)."""
@@ -318,17 +333,7 @@ class ArchiveWriter:
             result, bad = _encode(codec, schema, msgs)
             for m, err in bad:
                 log.warning("undecodable frame on %s (%s): %s", m.stream, key.channel, err)
-                um = Message(
-                    venue=m.venue,
-                    stream=m.stream,
-                    channel=UNPARSED_CHANNEL,
-                    symbol=m.symbol,
-                    recv_ns=m.recv_ns,
-                    conn=m.conn,
-                    seq=m.seq,
-                    payload=m.payload,
-                    fields={"error": err, "expected_channel": key.channel},
-                )
+                um = as_unparsed(m, err, key.channel)
                 unparsed[
                     PartitionKey(key.venue, UNPARSED_CHANNEL, key.symbol, key.date, key.hour)
                 ].append(um)

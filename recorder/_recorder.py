@@ -20,9 +20,9 @@ from dataclasses import dataclass, field, replace
 
 import trio
 
-from recorder._archive import ArchiveWriter, WriterStatistics
+from recorder._archive import ArchiveWriter, WriterStatistics, as_unparsed
 from recorder._connection import ShardRunner, ShardStatistics, Timing
-from recorder._errors import ConfigError
+from recorder._errors import ConfigError, RemoteProtocolError
 from recorder._limiter import RateLimit, TrioRateLimiter
 from recorder._message import Message
 from recorder._policy import RolloverSchedule, StallWatchdog
@@ -91,6 +91,13 @@ class FanOut:
         self.tap_drops = 0
 
     def put(self, msg: Message) -> None:
+        if self.taps and msg._fields is None:
+            # Live consumers must see what replay will yield: decode now, and file a frame
+            # its codec rejects under ``unparsed`` exactly as the archive writer would.
+            try:
+                _ = msg.fields
+            except RemoteProtocolError as exc:
+                msg = as_unparsed(msg, str(exc), msg.channel)
         self.writer.add(msg)
         for tap in self.taps:
             try:

@@ -6,6 +6,7 @@ through hours while every time the recorder acts on is exact.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -67,6 +68,7 @@ class FakeExchange:
         *,
         headers: Sequence[tuple[str, str]] = (),
         on_control_sent: Callable[[], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> WsClient:
         self.connects.append(trio.current_time())
         if self.fail_next > 0:
