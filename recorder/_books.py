@@ -27,6 +27,14 @@ archive through the same sink:
 Levels are kept as the exchange's exact texts (keyed by their float value), so checkpoints use
 the exchange's own number format and re-render exactly with the ``book_checkpoint`` codec.
 
+Wiring (in the recorder, before the shards start)::
+
+    rest = rest_client_for(venue, job.rest_url)             # Binance only; aclose() at the end
+    keeper = BookKeeper(venue, recorder.sink, rest=rest)      # Binance
+    keeper = BookKeeper(venue, recorder.sink, resubscribe=recorder.resubscribe)  # Bybit
+    recorder.sink.observers.append(keeper.observe)
+    await nursery.start(keeper.run)
+
 Replaying from a checkpoint: ``lastUpdateId`` is the ``u`` of the last applied event (or the
 snapshot's id if none was applied yet). On Spot the next event has ``U == lastUpdateId + 1``,
 which the snapshot rule accepts; on USDⓈ-M continue with ``pu == lastUpdateId`` (the first-event
@@ -48,7 +56,7 @@ import trio
 from recorder import _binance as bn
 from recorder import _bybit as bb
 from recorder._channels import session_payload
-from recorder._errors import ConfigError, RemoteProtocolError
+from recorder._errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from recorder._message import SESSION_CHANNEL, Message, SessionEvent
 from recorder._rest import RestError, RestResponse
 
@@ -117,22 +125,9 @@ class BookStatistics:
 # --------------------------------------------------------------------------------------------
 
 Level = tuple[str, str]
-
-
-def _levels(value: Any, what: str) -> list[Level]:
-    if not isinstance(value, list):
-        raise RemoteProtocolError(f"{what}: levels are not an array")
-    out: list[Level] = []
-    for lv in value:
-        if (
-            not isinstance(lv, list)
-            or len(lv) != 2
-            or not isinstance(lv[0], str)
-            or not isinstance(lv[1], str)
-        ):
-            raise RemoteProtocolError(f"{what}: a level is not a [price, qty] pair of strings")
-        out.append((lv[0], lv[1]))
-    return out
+"""A level as the exchange wrote it: (price text, qty text)."""
+Parsed = tuple[float, str, str, bool]
+"""(price value, price text, qty text, qty is zero): a level checked once, applied cheaply."""
 
 
 def _num(text: str, what: str) -> float:
@@ -145,6 +140,24 @@ def _num(text: str, what: str) -> float:
     return v
 
 
+def _levels(value: Any, what: str) -> list[Parsed]:
+    """Check and parse ``[["price", "qty"], ...]`` completely, before anything is applied."""
+    if not isinstance(value, list):
+        raise RemoteProtocolError(f"{what}: levels are not an array")
+    out: list[Parsed] = []
+    for lv in value:
+        if (
+            not isinstance(lv, list)
+            or len(lv) != 2
+            or not isinstance(lv[0], str)
+            or not isinstance(lv[1], str)
+        ):
+            raise RemoteProtocolError(f"{what}: a level is not a [price, qty] pair of strings")
+        p, q = lv
+        out.append((_num(p, what), p, q, _num(q, what) == 0.0))
+    return out
+
+
 class _Side:
     """One side of a book: price value -> (exact price text, exact qty text)."""
 
@@ -154,15 +167,14 @@ class _Side:
         self.levels: dict[float, Level] = {}
         self.reverse = reverse
 
-    def load(self, levels: Iterable[Level]) -> None:
+    def load(self, levels: Iterable[Parsed]) -> None:
         self.levels = {}
         self.update(levels)
 
-    def update(self, levels: Iterable[Level]) -> None:
+    def update(self, levels: Iterable[Parsed]) -> None:
         book = self.levels
-        for p, q in levels:
-            price = _num(p, "price")
-            if _num(q, "qty") == 0.0:
+        for price, p, q, zero in levels:
+            if zero:
                 book.pop(price, None)
             else:
                 book[price] = (p, q)
@@ -191,11 +203,11 @@ class _Book:
     checkpointed: int = -1
     """Last hour boundary (ns) this book was checkpointed at (or skipped, if unsynced)."""
 
-    def load(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
+    def load(self, bids: Iterable[Parsed], asks: Iterable[Parsed]) -> None:
         self.bids.load(bids)
         self.asks.load(asks)
 
-    def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
+    def apply(self, bids: Iterable[Parsed], asks: Iterable[Parsed]) -> None:
         self.bids.update(bids)
         self.asks.update(asks)
 
@@ -205,8 +217,8 @@ class _DepthEvent:
     first: int
     final: int
     prev_final: int | None
-    bids: list[Level]
-    asks: list[Level]
+    bids: list[Parsed]
+    asks: list[Parsed]
     recv_ns: int
 
 
@@ -216,6 +228,8 @@ class _BinanceBook(_Book):
     buffer: list[_DepthEvent] = field(default_factory=list)
     fetching: bool = False
     snapshot_ns: int | None = None
+    applied: bool = False
+    """An event was applied since the last snapshot was loaded."""
 
 
 @dataclass
@@ -287,6 +301,7 @@ class BookKeeper:
         resubscribe_retry: float = 30.0,
         strict_increment: bool = True,
         clock_ns: Callable[[], int] = time.time_ns,
+        conn_suffix: str = "",
     ) -> None:
         if venue in bn.VENUES:
             self.kind = "binance"
@@ -325,8 +340,9 @@ class BookKeeper:
         self.channel = _BINANCE_DIFF if self.kind == "binance" else _BYBIT_BOOK
         self._usdm = venue == bn.USDM
         self._books: dict[str, _Book] = {}
-        self._rest_conn = f"rest:{venue}"
-        self._book_conn = f"book:{venue}"
+        # The recorder passes "@<writer>.<run>" so ids stay unique across workers and hosts.
+        self._rest_conn = f"rest:{venue}{conn_suffix}"
+        self._book_conn = f"book:{venue}{conn_suffix}"
         self._rest_seq = 0
         self._book_seq = 0
         self._boundary: int | None = None
@@ -355,7 +371,23 @@ class BookKeeper:
                 self._observe_bybit(msg)
         except RemoteProtocolError as exc:
             self._errors += 1
-            log.warning("%s %s: book message skipped: %s", self.venue, msg.stream, exc)
+            if self._should_log():
+                log.warning(
+                    "%s %s: book message skipped (%d so far): %s",
+                    self.venue,
+                    msg.stream,
+                    self._errors,
+                    exc,
+                )
+        except Exception:
+            # A bug in book keeping must never stop the recording itself.
+            self._errors += 1
+            if self._should_log():
+                log.exception("%s %s: book keeping failed", self.venue, msg.stream)
+
+    def _should_log(self) -> bool:
+        n = self._errors
+        return n <= 10 or n & (n - 1) == 0  # the first ten, then every power of two
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Snapshot fetches, hourly checkpoints and resubscribe retries, until cancelled."""
@@ -390,10 +422,7 @@ class BookKeeper:
     def checkpoint_all(self, boundary_ns: int) -> int:
         """Write the checkpoint of every synced book not yet checkpointed at ``boundary_ns``;
         returns how many were written. (The run task calls this each hour.)"""
-        n = 0
-        for book in list(self._books.values()):
-            n += self._checkpoint(book, boundary_ns)
-        return n
+        return sum(self._checkpoint(book, boundary_ns) for book in list(self._books.values()))
 
     def streams(self) -> list[str]:
         return sorted(self._books)
@@ -489,6 +518,28 @@ class BookKeeper:
         book.checkpointed = boundary_ns
         if not book.synced:
             return 0
+        try:
+            payload = self._checkpoint_payload(book)
+        except Exception:  # never let a checkpoint stop the book (or the recorder)
+            log.exception("%s %s: checkpoint failed", self.venue, book.stream)
+            return 0
+        self._book_seq += 1
+        self.sink.put(
+            Message(
+                venue=self.venue,
+                stream=book.stream,
+                channel=BOOK_CHECKPOINT_CHANNEL,
+                symbol=book.symbol,
+                recv_ns=boundary_ns,
+                conn=self._book_conn,
+                seq=self._book_seq,
+                payload=payload,
+            )
+        )
+        self._checkpoints += 1
+        return 1
+
+    def _checkpoint_payload(self, book: _Book) -> bytes:
         if isinstance(book, _BinanceBook):
             assert book.sync.book_id is not None
             payload = orjson.dumps(
@@ -510,21 +561,7 @@ class BookKeeper:
                 cross_seq=book.cross_seq,
                 cts_ms=book.cts_ms,
             )
-        self._book_seq += 1
-        self.sink.put(
-            Message(
-                venue=self.venue,
-                stream=book.stream,
-                channel=BOOK_CHECKPOINT_CHANNEL,
-                symbol=book.symbol,
-                recv_ns=boundary_ns,
-                conn=self._book_conn,
-                seq=self._book_seq,
-                payload=payload,
-            )
-        )
-        self._checkpoints += 1
-        return 1
+        return payload
 
     def _next_boundary(self) -> int:
         return (self.clock_ns() // HOUR_NS + 1) * HOUR_NS
@@ -539,8 +576,12 @@ class BookKeeper:
             boundary = self._next_boundary()
             self._boundary = boundary
             await self._sleep_until_wall(boundary + grace_ns)
-            n = self.checkpoint_all(boundary)
-            log.info("%s: %d book checkpoints at %d", self.venue, n, boundary)
+            try:
+                n = self.checkpoint_all(boundary)
+            except Exception:
+                log.exception("%s: book checkpoints at %d failed", self.venue, boundary)
+            else:
+                log.info("%s: %d book checkpoints at %d", self.venue, n, boundary)
 
     # -- Binance --------------------------------------------------------------------------------
 
@@ -562,6 +603,7 @@ class BookKeeper:
         action = book.sync.event(ev.first, ev.final, ev.prev_final)
         if isinstance(action, bn.Apply):
             book.apply(ev.bids, ev.asks)
+            book.applied = True
             self._good(book, ev.recv_ns, "snapshot")
         elif isinstance(action, bn.Discard):
             pass
@@ -577,9 +619,10 @@ class BookKeeper:
             book.buffer = [ev]
             self._want_snapshot(book)
         elif isinstance(action, bn.Gap):
-            why = "pu != previous u" if self._usdm else "U > book update id + 1"
-            if book.sync.state == "buffering" and action.expected == book.snapshot_id:
-                why = "first event after the snapshot does not cover it"
+            if not book.applied:
+                why = "the first event after the snapshot does not follow it"
+            else:
+                why = "pu != previous u" if self._usdm else "U > book update id + 1"
             self._open_gap(book, why, {"expected": action.expected, "got": action.got})
             book.buffer = [ev]
             self._want_snapshot(book)
@@ -593,21 +636,39 @@ class BookKeeper:
         self._wanted_send.send_nowait(book.stream)
 
     async def _fetch(self, book: _BinanceBook) -> None:
-        """Fetch snapshots until the book is in sync (or has nothing buffered)."""
+        """Fetch snapshots until the book is in sync (or has nothing buffered).
+
+        Never raises (except Cancelled): a failure here must not end the recorder."""
         assert self.rest is not None
-        path = bn.depth_path(self.venue, book.symbol, self.depth_limit)
-        weight = bn.depth_weight(self.venue, self.depth_limit)
         failures = 0
         try:
+            try:
+                path = bn.depth_path(self.venue, book.symbol, self.depth_limit)
+                weight = bn.depth_weight(self.venue, self.depth_limit)
+            except LocalProtocolError as exc:
+                log.error("%s %s: cannot request a snapshot: %s", self.venue, book.stream, exc)
+                return
             await trio.sleep(self.snapshot_delay)
             while not book.synced and book.buffer:
+                resp: RestResponse | None = None
                 async with self._snap_limiter:
                     try:
-                        resp: RestResponse | None = await self.rest.get(path, weight=weight)
+                        resp = await self.rest.get(path, weight=weight)
                     except RestError as exc:
                         log.warning("%s %s: snapshot failed: %s", self.venue, book.stream, exc)
-                        resp = None
-                outcome = "failed" if resp is None else self._use_snapshot(book, resp)
+                    except LocalProtocolError as exc:
+                        log.error("%s %s: snapshot impossible: %s", self.venue, book.stream, exc)
+                        return
+                    except Exception:
+                        log.exception("%s %s: snapshot request failed", self.venue, book.stream)
+                try:
+                    outcome = "failed" if resp is None else self._use_snapshot(book, resp)
+                except Exception:
+                    log.exception("%s %s: snapshot could not be used", self.venue, book.stream)
+                    book.synced = False
+                    book.buffer.clear()
+                    book.sync.reset()
+                    outcome = "failed"
                 if outcome == "failed":
                     self._snap_failures += 1
                     delay = min(self.retry_cap, self.retry_base * 2**failures)
@@ -656,9 +717,6 @@ class BookKeeper:
             last_id = _int(v.get("lastUpdateId"), "lastUpdateId")
             bids = _levels(v.get("bids"), "bids")
             asks = _levels(v.get("asks"), "asks")
-            for p, q in (*bids, *asks):
-                _num(p, "price")
-                _num(q, "qty")
         except (orjson.JSONDecodeError, RemoteProtocolError) as exc:
             log.warning("%s %s: bad snapshot: %s", self.venue, book.stream, exc)
             return "failed"
@@ -678,6 +736,7 @@ class BookKeeper:
         book.load(bids, asks)
         book.synced = True
         book.snapshot_ns = resp.recv_ns
+        book.applied = False
         book.resync_due = book.ever_synced
         book.ever_synced = True
         book.last_good_ns = resp.recv_ns if book.last_good_ns is None else book.last_good_ns

@@ -15,17 +15,19 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import trio
 
 from recorder._archive import ArchiveWriter, WriterStatistics, as_unparsed
+from recorder._books import BookKeeper, BookStatistics
 from recorder._connection import ShardRunner, ShardStatistics, Timing
 from recorder._errors import ConfigError, RemoteProtocolError
 from recorder._limiter import RateLimit, TrioRateLimiter
 from recorder._message import Message
 from recorder._policy import RolloverSchedule, StallWatchdog
+from recorder._rest import rest_client_for
 from recorder._shard import StreamSpec, plan_shards
 from recorder._venue import VenueAdapter
 
@@ -78,6 +80,7 @@ class RecorderStatistics:
     started_ns: int
     shards: tuple[ShardStatistics, ...]
     writer: WriterStatistics
+    books: tuple[BookStatistics, ...]
     tap_drops: int
 
 
@@ -140,6 +143,8 @@ class Recorder:
         # Connection ids are unique across hosts, workers and restarts: writer id + start time.
         self.run_token = f"{self.writer.writer_id}.{time.time_ns() // 1_000_000_000:x}"
         self.runners: list[ShardRunner] = []
+        self.keepers: list[BookKeeper] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         self.started_ns = time.time_ns()
         self._rng = random.Random(config.seed)
 
@@ -156,6 +161,7 @@ class Recorder:
             started_ns=self.started_ns,
             shards=tuple(r.statistics() for r in self.runners),
             writer=self.writer.statistics(),
+            books=tuple(k.statistics() for k in self.keepers),
             tap_drops=self.sink.tap_drops,
         )
 
@@ -173,11 +179,34 @@ class Recorder:
                 task_status.started()
         finally:
             with trio.CancelScope(shield=True):
+                for close in self._closers:
+                    await close()
                 await self._flush(grace_ns)
                 for tap in self.sink.taps:
                     await tap.aclose()
 
+    async def _start_books(self, nursery: trio.Nursery, job: VenueJob) -> None:
+        """One book keeper per venue with order-book streams (before its shards start, so the
+        first Bybit snapshot is seen): REST snapshots on Binance, resubscribes on Bybit."""
+        adapter = self.adapters[job.venue]
+        channels = {adapter.validate_stream(s).channel for s in job.streams}
+        suffix = f"@{self.run_token}"
+        if job.venue in ("binance-spot", "binance-usdm") and "depth" in channels:
+            rest = rest_client_for(job.venue, job.rest_url or adapter.default_rest_url)
+            self._closers.append(rest.aclose)
+            keeper = BookKeeper(job.venue, self.sink, rest=rest, conn_suffix=suffix)
+        elif job.venue.startswith("bybit") and "orderbook" in channels:
+            keeper = BookKeeper(
+                job.venue, self.sink, resubscribe=self.resubscribe, conn_suffix=suffix
+            )
+        else:
+            return
+        self.keepers.append(keeper)
+        self.sink.observers.append(keeper.observe)
+        await nursery.start(keeper.run)
+
     async def _start_job(self, nursery: trio.Nursery, job: VenueJob) -> None:
+        await self._start_books(nursery, job)
         adapter = self.adapters[job.venue]
         limits = adapter.limits
         plan_limits = adapter.plan_limits

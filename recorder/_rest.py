@@ -50,6 +50,7 @@ __all__ = [
     "binance_policy",
     "bybit_policy",
     "parse_retry_after",
+    "rest_client_for",
 ]
 
 HTTP_TIMEOUT_S: Final = 30.0
@@ -186,6 +187,30 @@ class RestStatistics:
     """Requests that failed below HTTP (:class:`RestError`)."""
     blocked_until: float | None
     """Trio time until which nothing is sent to the host (None if not blocked)."""
+
+
+def rest_client_for(
+    venue: str,
+    base_url: str | None = None,
+    *,
+    fraction: float = 0.5,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock_ns: Callable[[], int] = time.time_ns,
+) -> RestClient:
+    """A client for ``venue``'s REST host (``base_url`` overrides the default host) with the
+    venue's budget. Binance Spot and USDⓈ-M are different hosts with separate budgets; the
+    Bybit categories share one host (and one per-IP budget): use one client for all of them."""
+    if venue in bn.VENUES:
+        policy = binance_policy(venue, fraction=fraction)
+        default = bn.SPOT_REST_BASE if venue == bn.SPOT else bn.USDM_REST_BASE
+    elif venue in bb.VENUES:
+        policy = bybit_policy(fraction=fraction)
+        default = bb.REST_HOST
+    else:
+        raise ConfigError(f"no REST client for venue {venue!r}")
+    return RestClient(
+        base_url or default, policy, transport=transport, clock_ns=clock_ns, name=f"rest:{venue}"
+    )
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -385,8 +410,8 @@ class RestClient:
             if used is not None:
                 self._last_server = used
                 self._server.append((sent, now, used))
-                if len(self._server) > 64:
-                    self._server = self._server[-64:]
+                if len(self._server) > 8:
+                    self._server = self._server[-8:]
         retry_after = parse_retry_after(resp.header("Retry-After"))
         if pol.kind == "binance":
             if resp.status == 429:

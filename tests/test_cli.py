@@ -1,0 +1,155 @@
+"""The ticktape command line: config validation before connecting, workers and shards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from recorder import ConfigError
+from recorder._config import load_config, parse_share
+from replay.cli import cli
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def test_bad_config_is_an_error_before_anything_connects(tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad = [
+        ["record", "--venue", "binance-spot", "--streams", "BTCUSDT@trade", "--root", "x"],
+        ["record", "--venue", "nope", "--streams", "btcusdt@trade", "--root", "x"],
+        ["record", "--venue", "bybit-spot", "--streams", "orderbook.7.BTCUSDT", "--root", "x"],
+        ["record", "--venue", "binance-spot", "--streams", "btcusdt@trade"],
+        [
+            "record",
+            "--venue",
+            "binance-spot",
+            "--streams",
+            "btcusdt@trade",
+            "--root",
+            "x",
+            "--shard",
+            "2/2",
+        ],
+    ]
+    for args in bad:
+        res = runner.invoke(cli, args)
+        assert res.exit_code != 0, args
+        assert "Error" in res.output, res.output
+    toml = tmp_path / "job.toml"
+    toml.write_text('root = "a"\n[[venues]]\nvenue = "binance-spot"\nsymbols = ["BTCUSDT"]\n')
+    res = runner.invoke(cli, ["record", str(toml)])
+    assert res.exit_code != 0 and "'symbols' and 'channels' go together" in res.output
+
+
+def test_sbe_key_missing_names_the_variable_not_a_value() -> None:
+    res = CliRunner().invoke(
+        cli,
+        ["record", "--venue", "binance-sbe", "--streams", "btcusdt@trade", "--root", "x"],
+        env={"TICKTAPE_BINANCE_API_KEY": ""},
+    )
+    assert res.exit_code != 0 and "TICKTAPE_BINANCE_API_KEY" in res.output
+
+
+def test_shards_and_workers_split_streams_disjointly_and_completely() -> None:
+    streams = [f"s{i}usdt@trade" for i in range(200)]
+    shares = []
+    for i in range(3):
+        for w in range(2):
+            cfg = load_config(
+                None,
+                root="r",
+                venue="binance-spot",
+                streams=streams,
+                shard=(i, 3),
+                worker=(w, 2),
+                writer_id="host",
+            )
+            shares.append(set(cfg.jobs[0].streams))
+            assert cfg.writer_id == f"host-h{i}of3-w{w}"
+            assert cfg.worker_count == 2
+    assert set().union(*shares) == set(streams)
+    assert sum(len(s) for s in shares) == len(streams)
+    with pytest.raises(ConfigError):
+        parse_share("3/3", "--shard")
+
+
+def test_toml_job_with_several_venues(tmp_path: Path) -> None:
+    toml = tmp_path / "job.toml"
+    toml.write_text(
+        'root = "arch"\nflush_interval = 2\n'
+        '[[venues]]\nvenue = "binance-usdm"\nsymbols = ["BTCUSDT", "ETHUSDT"]\n'
+        'channels = ["aggTrade", "depth@100ms"]\n'
+        '[[venues]]\nvenue = "bybit-linear"\nstreams = ["publicTrade.BTCUSDT"]\n'
+    )
+    cfg = load_config(str(toml))
+    assert cfg.root == "arch" and cfg.flush_interval == 2.0
+    assert [j.venue for j in cfg.jobs] == ["binance-usdm", "bybit-linear"]
+    assert cfg.jobs[0].streams == (
+        "btcusdt@aggTrade",
+        "btcusdt@depth@100ms",
+        "ethusdt@aggTrade",
+        "ethusdt@depth@100ms",
+    )
+
+
+@pytest.mark.slow
+def test_workers_record_into_one_archive_and_sigterm_flushes(tmp_path: Path) -> None:
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "replay.cli", "sim", "--venue", "binance-spot"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        assert sim.stdout is not None
+        line = sim.stdout.readline()
+        ws = line.split()[2]
+        rec = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "replay.cli",
+                "record",
+                "--venue",
+                "binance-spot",
+                "--symbols",
+                "BTCUSDT,ETHUSDT,SOLUSDT",
+                "--channels",
+                "trade,bookTicker,aggTrade",
+                "--ws-url",
+                ws,
+                "--root",
+                str(tmp_path / "arch"),
+                "--workers",
+                "2",
+                "--flush-interval",
+                "1",
+                "--no-status",
+                "--writer-id",
+                "box",
+            ],
+            env=ENV,
+        )
+        time.sleep(4)
+        rec.send_signal(signal.SIGTERM)
+        assert rec.wait(timeout=30) == 0
+    finally:
+        sim.terminate()
+        sim.wait()
+    parts = list((tmp_path / "arch").rglob("*.parquet"))
+    writers = {
+        p.name.split("-")[1] + "-" + p.name.split("-")[2]
+        for p in parts
+        if p.name.startswith("part-")
+    }
+    assert {"box-w0", "box-w1"} <= writers
+    res = CliRunner().invoke(cli, ["verify", str(tmp_path / "arch")])
+    assert res.exit_code == 0, res.output
+    assert "duplicates: 0" in res.output
