@@ -28,6 +28,7 @@ from typing import Any
 
 from recorder._errors import ConfigError
 from recorder._recorder import RecorderConfig, VenueJob
+from recorder._universe import UniverseSelect, expand_streams
 
 VENUES = (
     "binance-spot",
@@ -38,13 +39,6 @@ VENUES = (
     "bybit-inverse",
     "bybit-option",
 )
-
-
-def expand_streams(venue: str, symbols: Sequence[str], channels: Sequence[str]) -> list[str]:
-    """Stream names for every (symbol, channel) pair, in the venue's naming scheme."""
-    if venue.startswith("bybit"):
-        return [f"{ch}.{sym.upper()}" for sym in symbols for ch in channels]
-    return [f"{sym.lower()}@{ch}" for sym in symbols for ch in channels]
 
 
 def _strs(table: Mapping[str, Any], key: str, where: str) -> list[str]:
@@ -70,6 +64,8 @@ def job_from_table(t: Mapping[str, Any], where: str) -> VenueJob:
         "max_streams_per_connection",
         "api_key_env",
         "api_key_file",
+        "select",
+        "refresh_interval",
     }
     unknown = set(t) - known
     if unknown:
@@ -77,11 +73,23 @@ def job_from_table(t: Mapping[str, Any], where: str) -> VenueJob:
     streams = _strs(t, "streams", where)
     symbols = _strs(t, "symbols", where)
     channels = _strs(t, "channels", where)
-    if bool(symbols) != bool(channels):
+    if bool(symbols) != bool(channels) and t.get("select") is None:
         raise ConfigError(f"{where}: 'symbols' and 'channels' go together")
-    streams += expand_streams(venue, symbols, channels)
-    if not streams:
-        raise ConfigError(f"{where}: no streams (give 'streams', or 'symbols' and 'channels')")
+    select = _select(t.get("select"), where)
+    if select is not None:
+        if not channels:
+            raise ConfigError(f"{where}: 'select' needs 'channels'")
+        if symbols:
+            raise ConfigError(f"{where}: give either 'symbols' or 'select', not both")
+    else:
+        streams += expand_streams(venue, symbols, channels)
+    if not streams and select is None:
+        raise ConfigError(
+            f"{where}: no streams (give 'streams', 'symbols' and 'channels', or 'select')"
+        )
+    refresh = t.get("refresh_interval", 3600.0)
+    if not isinstance(refresh, int | float) or refresh < 10:
+        raise ConfigError(f"{where}: refresh_interval must be a number of seconds >= 10")
     msc = t.get("max_streams_per_connection")
     if msc is not None and (not isinstance(msc, int) or not 1 <= msc <= 1024):
         raise ConfigError(f"{where}: max_streams_per_connection must be an integer in 1..1024")
@@ -97,6 +105,27 @@ def job_from_table(t: Mapping[str, Any], where: str) -> VenueJob:
         max_streams_per_connection=msc,
         api_key_env=t.get("api_key_env"),
         api_key_file=t.get("api_key_file"),
+        select=select,
+        channels=tuple(channels) if select is not None else (),
+        refresh_interval=float(refresh),
+    )
+
+
+def _select(v: Any, where: str) -> UniverseSelect | None:
+    """``select = {quote = "USDT", status = "TRADING", base = ..., match = ..., max_symbols}``."""
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise ConfigError(f"{where}: 'select' must be a table, e.g. {{quote = \"USDT\"}}")
+    known = {"quote", "base", "status", "match", "max_symbols"}
+    if set(v) - known:
+        raise ConfigError(f"{where}: unknown keys in 'select': {sorted(set(v) - known)}")
+    return UniverseSelect(
+        quote=v.get("quote"),
+        base=v.get("base"),
+        status=v.get("status", "TRADING"),
+        match=v.get("match"),
+        max_symbols=v.get("max_symbols"),
     )
 
 

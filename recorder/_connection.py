@@ -201,6 +201,32 @@ class ShardRunner:
             await first_done.wait()
             task_status.started()
 
+    def add_streams(self, streams: Sequence[str]) -> None:
+        """Record more streams on this shard (subscribed now if a session is live)."""
+        new = [x for x in streams if x not in self.streams]
+        self.streams.extend(new)
+        s = self._live
+        if new and s is not None and s.nursery is not None:
+            reqs = self.adapter.subscribe_requests(new, self._next_id)
+            self._next_id += len(reqs)
+            self._spawn(s, self._send_requests, s, reqs)
+            self._event(s.conn, s.seq, SessionEvent.SUBSCRIBED, streams=new, reason="listed")
+
+    def remove_streams(self, streams: Sequence[str]) -> None:
+        """Stop recording streams (unsubscribed now if a session is live)."""
+        gone = [x for x in streams if x in self.streams]
+        self.streams = [x for x in self.streams if x not in gone]
+        s = self._live
+        if gone and s is not None and s.nursery is not None:
+            reqs = self.adapter.unsubscribe_requests(gone, self._next_id)
+            self._next_id += len(reqs)
+            self._spawn(s, self._send_requests, s, reqs)
+            self._event(s.conn, s.seq, SessionEvent.UNSUBSCRIBED, streams=gone, reason="delisted")
+
+    def stop(self) -> None:
+        """End this shard (its streams were all delisted or moved)."""
+        self._nursery.cancel_scope.cancel()
+
     def resubscribe(self, streams: Sequence[str]) -> bool:
         """Unsubscribe and subscribe ``streams`` again on the live connection (e.g. to get a
         fresh Bybit book snapshot after a continuity break). False if no session is live."""

@@ -37,6 +37,7 @@ class SessionEvent:
     GAP: Final = "gap"
     RESYNC: Final = "resync"
     ROLLOVER: Final = "rollover"
+    UNSUBSCRIBED: Final = "unsubscribed"
     ALL: Final = (
         "connected",
         "subscribed",
@@ -46,6 +47,7 @@ class SessionEvent:
         "gap",
         "resync",
         "rollover",
+        "unsubscribed",
     )
 
 

@@ -27,8 +27,9 @@ from recorder._errors import ConfigError, RemoteProtocolError
 from recorder._limiter import RateLimit, TrioRateLimiter
 from recorder._message import Message
 from recorder._policy import RolloverSchedule, StallWatchdog
-from recorder._rest import rest_client_for
-from recorder._shard import StreamSpec, plan_shards
+from recorder._rest import RestClient, RestError, rest_client_for
+from recorder._shard import ShardAssignment, ShardPlan, StreamSpec, plan_shards, rebalance
+from recorder._universe import UniverseSelect, expand_streams, fetch_instruments, select_symbols
 from recorder._venue import VenueAdapter
 
 log = logging.getLogger("ticktape.recorder")
@@ -45,6 +46,10 @@ class VenueJob:
     max_streams_per_connection: int | None = None
     api_key_env: str | None = None
     api_key_file: str | None = None
+    select: UniverseSelect | None = None
+    """Record ``channels`` for every listed symbol this selects (re-resolved periodically)."""
+    channels: tuple[str, ...] = ()
+    refresh_interval: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,11 @@ class RecorderConfig:
     """Processes on this host sharing the per-IP connection limits (``--workers``)."""
 
     def __post_init__(self) -> None:
+        for j in self.jobs:
+            if j.select is not None and not j.channels:
+                raise ConfigError(f"{j.venue}: a symbol selection needs 'channels'")
+            if j.refresh_interval < 10:
+                raise ConfigError(f"{j.venue}: refresh_interval must be >= 10 s")
         if not 0 < self.flush_interval <= 60:
             raise ConfigError(
                 f"flush_interval must be in (0, 60] seconds, got {self.flush_interval}"
@@ -137,6 +147,9 @@ class Recorder:
             adapter = self.adapters[job.venue]
             for s in job.streams:
                 adapter.validate_stream(s)
+            # A selection's channels are checked now, on a stand-in symbol, not at first use.
+            for s in expand_streams(job.venue, ["BTCUSDT"], job.channels):
+                adapter.validate_stream(s)
         self.writer = ArchiveWriter(config.root, writer_id=config.writer_id, fsync=config.fsync)
         self.sink = FanOut(self.writer)
         self.sink.taps.extend(taps)
@@ -145,6 +158,9 @@ class Recorder:
         self.runners: list[ShardRunner] = []
         self.keepers: list[BookKeeper] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._rest: dict[str, RestClient] = {}
+        self._plans: dict[str, ShardPlan] = {}
+        self._connect_limiters: dict[str, TrioRateLimiter] = {}
         self.started_ns = time.time_ns()
         self._rng = random.Random(config.seed)
 
@@ -173,6 +189,7 @@ class Recorder:
             log.info("recovered and compacted %d partitions left by an earlier run", recovered)
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._flush_loop, grace_ns)
                 for job in cfg.jobs:
                     await self._start_job(nursery, job)
@@ -185,16 +202,50 @@ class Recorder:
                 for tap in self.sink.taps:
                     await tap.aclose()
 
-    async def _start_books(self, nursery: trio.Nursery, job: VenueJob) -> None:
+    def _rest_for(self, job: VenueJob) -> RestClient:
+        """One weight-budgeted REST client per venue (closed when the job ends)."""
+        if job.venue not in self._rest:
+            adapter = self.adapters[job.venue]
+            api = "binance-spot" if job.venue == "binance-sbe" else job.venue
+            rest = rest_client_for(api, job.rest_url or adapter.default_rest_url)
+            self._rest[job.venue] = rest
+            self._closers.append(rest.aclose)
+        return self._rest[job.venue]
+
+    async def _job_streams(self, job: VenueJob) -> list[str]:
+        """The job's streams: the configured ones plus its selection, resolved now."""
+        streams = list(job.streams)
+        if job.select is not None:
+            adapter = self.adapters[job.venue]
+            instruments = await fetch_instruments(job.venue, self._rest_for(job))
+            symbols = select_symbols(instruments, job.select)
+            for name in expand_streams(job.venue, symbols, job.channels):
+                try:
+                    adapter.validate_stream(name)
+                except ConfigError as exc:  # an odd listing must not stop the job
+                    log.warning("%s: skipping %s: %s", job.venue, name, exc)
+                    continue
+                streams.append(name)
+        return list(dict.fromkeys(streams))
+
+    async def _resolve_until_done(self, job: VenueJob) -> list[str]:
+        delay = 1.0
+        while True:
+            try:
+                return await self._job_streams(job)
+            except (RemoteProtocolError, RestError) as exc:
+                log.error("%s: cannot resolve the symbol selection (retrying): %s", job.venue, exc)
+                await trio.sleep(delay)
+                delay = min(60.0, delay * 2)
+
+    async def _start_books(self, nursery: trio.Nursery, job: VenueJob, streams: list[str]) -> None:
         """One book keeper per venue with order-book streams (before its shards start, so the
         first Bybit snapshot is seen): REST snapshots on Binance, resubscribes on Bybit."""
         adapter = self.adapters[job.venue]
-        channels = {adapter.validate_stream(s).channel for s in job.streams}
+        channels = {adapter.validate_stream(s).channel for s in streams}
         suffix = f"@{self.run_token}"
         if job.venue in ("binance-spot", "binance-usdm") and "depth" in channels:
-            rest = rest_client_for(job.venue, job.rest_url or adapter.default_rest_url)
-            self._closers.append(rest.aclose)
-            keeper = BookKeeper(job.venue, self.sink, rest=rest, conn_suffix=suffix)
+            keeper = BookKeeper(job.venue, self.sink, rest=self._rest_for(job), conn_suffix=suffix)
         elif job.venue.startswith("bybit") and "orderbook" in channels:
             keeper = BookKeeper(
                 job.venue, self.sink, resubscribe=self.resubscribe, conn_suffix=suffix
@@ -205,8 +256,15 @@ class Recorder:
         self.sink.observers.append(keeper.observe)
         await nursery.start(keeper.run)
 
+    def _specs(self, job: VenueJob, streams: list[str]) -> list[StreamSpec]:
+        adapter = self.adapters[job.venue]
+        return [
+            StreamSpec(s, route=adapter.route_of(s), weight=adapter.weight_of(s)) for s in streams
+        ]
+
     async def _start_job(self, nursery: trio.Nursery, job: VenueJob) -> None:
-        await self._start_books(nursery, job)
+        streams = await self._resolve_until_done(job)
+        await self._start_books(nursery, job, streams)
         adapter = self.adapters[job.venue]
         limits = adapter.limits
         plan_limits = adapter.plan_limits
@@ -214,50 +272,105 @@ class Recorder:
             plan_limits = replace(
                 plan_limits, max_streams_per_connection=job.max_streams_per_connection
             )
-        specs = [
-            StreamSpec(s, route=adapter.route_of(s), weight=adapter.weight_of(s))
-            for s in dict.fromkeys(job.streams)
-        ]
-        plan = plan_shards(specs, plan_limits)
+        plan = plan_shards(self._specs(job, streams), plan_limits)
         # Connection attempts are limited per IP: workers on one host share the budget.
-        connect_limiter = TrioRateLimiter(
+        self._connect_limiters[job.venue] = TrioRateLimiter(
             RateLimit(
                 limit=limits.connections_per_window,
                 window_s=limits.connection_window_s,
                 headroom=max(1, limits.connections_per_window // 5),
             ).shared_by(self.config.worker_count)
         )
+        log.info("%s: %d streams on %d connections", job.venue, len(streams), len(plan))
+        for i, shard in enumerate(plan):
+            await nursery.start(self._make_runner(job, shard, i, len(plan)).run)
+        self._plans[job.venue] = plan
+        if job.select is not None:
+            nursery.start_soon(self._refresh_universe, nursery, job)
+
+    def _make_runner(
+        self, job: VenueJob, shard: ShardAssignment, index: int, count: int
+    ) -> ShardRunner:
+        adapter = self.adapters[job.venue]
+        limits = adapter.limits
         timing = self.config.timing
         if timing.rollover is None and limits.max_connection_age_s is not None:
             timing = replace(
                 timing, rollover=RolloverSchedule(max_age_s=limits.max_connection_age_s)
             )
-        watchdog = StallWatchdog()
-        ws_base = job.ws_url or adapter.default_ws_url
-        log.info("%s: %d streams on %d connections", job.venue, len(specs), len(plan))
-        for i, shard in enumerate(plan):
-            kinds = [adapter.kind_of(s.name) for s in shard.streams]
-            stall = watchdog.stall_after(kinds, heartbeat_s=limits.heartbeat_s)
-            runner = ShardRunner(
-                shard_id=f"{job.venue}.{shard.shard_id}",
-                adapter=adapter,
-                ws_base=ws_base,
-                route=shard.route,
-                streams=shard.names,
-                sink=self.sink,
-                timing=replace(
-                    timing,
-                    stall_after=min(timing.stall_after, stall),
-                    backoff=replace(timing.backoff, rng=random.Random(self._rng.random())),
-                ),
-                connect_limiter=connect_limiter,
-                run_token=self.run_token,
-                shard_index=i,
-                shard_count=len(plan),
-                ssl_context=self.config.ssl_context,
-            )
-            self.runners.append(runner)
-            await nursery.start(runner.run)
+        kinds = [adapter.kind_of(s.name) for s in shard.streams]
+        stall = StallWatchdog().stall_after(kinds, heartbeat_s=limits.heartbeat_s)
+        runner = ShardRunner(
+            shard_id=f"{job.venue}.{shard.shard_id}",
+            adapter=adapter,
+            ws_base=job.ws_url or adapter.default_ws_url,
+            route=shard.route,
+            streams=shard.names,
+            sink=self.sink,
+            timing=replace(
+                timing,
+                stall_after=min(timing.stall_after, stall),
+                backoff=replace(timing.backoff, rng=random.Random(self._rng.random())),
+            ),
+            connect_limiter=self._connect_limiters[job.venue],
+            run_token=self.run_token,
+            shard_index=index,
+            shard_count=count,
+            ssl_context=self.config.ssl_context,
+        )
+        self.runners.append(runner)
+        return runner
+
+    async def _refresh_universe(self, nursery: trio.Nursery, job: VenueJob) -> None:
+        """Re-resolve the selection periodically; subscribe new listings and drop delisted
+        ones on the shards that carry them, without a restart (the planner decides)."""
+        while True:
+            await trio.sleep(job.refresh_interval)
+            await self.refresh(job.venue)
+
+    async def refresh(self, venue: str) -> None:
+        """Resolve ``venue``'s selection now and apply the change (a failure keeps the
+        current universe and is logged)."""
+        job = next(j for j in self.config.jobs if j.venue == venue)
+        try:
+            streams = await self._job_streams(job)
+        except (RemoteProtocolError, RestError) as exc:
+            log.warning("%s: universe refresh failed (keeping the current one): %s", venue, exc)
+            return
+        await self.apply_universe(self._nursery, job, streams)
+
+    async def apply_universe(
+        self, nursery: trio.Nursery, job: VenueJob, streams: list[str]
+    ) -> None:
+        """Carry out the planner's diff between the current plan and ``streams``."""
+        diff = rebalance(self._plans[job.venue], self._specs(job, streams))
+        if diff.empty:
+            return
+        by_id = {r.shard_id: r for r in self.runners}
+
+        def runner(shard_id: int) -> ShardRunner:
+            return by_id[f"{job.venue}.{shard_id}"]
+
+        for shard_id, names in diff.unsubscribe.items():
+            runner(shard_id).remove_streams(names)
+        for shard_id, names in diff.subscribe.items():
+            runner(shard_id).add_streams(names)
+        for shard_id in diff.closed_shards:
+            r = runner(shard_id)
+            r.stop()
+            self.runners.remove(r)
+        count = len(diff.plan)
+        for shard in diff.new_shards:
+            await nursery.start(self._make_runner(job, shard, shard.shard_id, count).run)
+        self._plans[job.venue] = diff.plan
+        log.info(
+            "%s: universe now %d streams (+%d -%d)",
+            job.venue,
+            len(streams),
+            sum(len(v) for v in diff.subscribe.values())
+            + sum(len(s.streams) for s in diff.new_shards),
+            sum(len(v) for v in diff.unsubscribe.values()),
+        )
 
     async def _flush_loop(self, grace_ns: int) -> None:
         while True:

@@ -153,3 +153,18 @@ def test_workers_record_into_one_archive_and_sigterm_flushes(tmp_path: Path) -> 
     res = CliRunner().invoke(cli, ["verify", str(tmp_path / "arch")])
     assert res.exit_code == 0, res.output
     assert "duplicates: 0" in res.output
+
+
+def test_toml_selection_needs_channels_and_is_parsed(tmp_path: Path) -> None:
+    toml = tmp_path / "job.toml"
+    toml.write_text(
+        'root = "a"\n[[venues]]\nvenue = "binance-spot"\n'
+        'select = { quote = "USDT", max_symbols = 50 }\nchannels = ["trade"]\n'
+    )
+    cfg = load_config(str(toml))
+    job = cfg.jobs[0]
+    assert job.select is not None and job.select.quote == "USDT" and job.select.max_symbols == 50
+    assert job.channels == ("trade",) and job.streams == ()
+    toml.write_text('root = "a"\n[[venues]]\nvenue = "binance-spot"\nselect = { quote = "USDT" }\n')
+    with pytest.raises(ConfigError, match="needs 'channels'"):
+        load_config(str(toml))
