@@ -23,9 +23,11 @@ env: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m replay.demo --root demo-archive --duration 30
 
+LINT_PATHS := recorder replay tests $(wildcard benchmarks notebooks/*.py)
+
 lint: $(STAMP)
-	$(BIN)/ruff check recorder replay tests benchmarks
-	$(BIN)/ruff format --check recorder replay tests benchmarks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
