@@ -155,6 +155,51 @@ def replay_cmd(
             out.close()
 
 
+@cli.command()
+@click.argument("root")
+@click.option("--venue", "venues", multiple=True, help="Venues to serve (default: all recorded).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=0, help="WebSocket port of the first venue (0: any).")
+@click.option("--speed", type=float, default=1.0, show_default=True, help="1 = recorded pace.")
+@click.option("--from", "start", help="Start at this receive time (ISO-8601 or epoch ns).")
+def serve(
+    root: str, venues: tuple[str, ...], host: str, port: int, speed: float, start: str | None
+) -> None:
+    """Serve an archive over the exchanges' own WebSocket protocols: existing Binance or Bybit
+    clients connect unchanged and receive the recorded payloads byte-exact, paced by their
+    recorded times."""
+    from recorder._archive import list_partitions
+    from replay._serve import ArchiveSource
+    from replay._sim import VENUES, SimConfig, Simulator, VenueConfig
+
+    recorded = sorted({p.key.venue for p in list_partitions(root)[1]} & set(VENUES))
+    chosen = list(venues) or recorded
+    missing = [v for v in chosen if v not in recorded]
+    if missing or not chosen:
+        raise click.ClickException(f"nothing recorded for {missing or 'any venue'} in {root}")
+    start_ns = parse_time(start)
+    sources = {v: ArchiveSource(root, v, start_ns=start_ns, speed=speed) for v in chosen}
+    vcfg = {
+        v: VenueConfig(
+            ws_port=port + 2 * i if port else 0, rest_port=port + 2 * i + 1 if port else 0
+        )
+        for i, v in enumerate(chosen)
+    }
+    cfg = SimConfig(venues=tuple(chosen), host=host, sources=dict(sources), venue_config=vcfg)
+    setup_logging(False)
+
+    async def main() -> None:
+        server = Simulator(cfg)
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(server.run)
+            for v in chosen:
+                click.echo(f"{v}: ws {urls.ws(v)}  rest {urls.rest(v)}")
+            sys.stdout.flush()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(main)
+
+
 def main() -> None:
     """Console entry point of ``ticktape``."""
     cli()

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from decimal import Decimal
 
+import httpx
 import orjson
 import pytest
+from trio_websocket import open_websocket_url
 
-from replay._sim import DEFAULT_SYMBOLS, MarketSource
+from replay._sim import (
+    DEFAULT_SYMBOLS,
+    DepthSnapshot,
+    MarketEvent,
+    MarketSource,
+    SimConfig,
+    SymbolSpec,
+)
 from replay._sim._binance_market import BinanceMarket
 from replay._sim._bybit_market import BybitMarket
+from tests.test_sim_support import running
 
 T0 = 1_767_225_600_000_000_000
 
@@ -74,3 +85,49 @@ def test_spot_diff_events_rebuild_the_rest_book() -> None:
         assert later is not None and later.last_update_id == last  # flushed at t0 + 3 s
         assert sorted(book[True].items(), reverse=True) == [(Decimal(p), q) for p, q in later.bids]
         assert sorted(book[False].items()) == [(Decimal(p), q) for p, q in later.asks]
+
+
+class ListSource:
+    """A minimal MarketSource: fixed payloads, sent once (as a recorded archive would)."""
+
+    def __init__(self, events: list[MarketEvent]) -> None:
+        self.events = events
+
+    @property
+    def venue(self) -> str:
+        return "binance-spot"
+
+    def instruments(self) -> Sequence[SymbolSpec]:
+        return DEFAULT_SYMBOLS["binance-spot"]
+
+    def advance(self, now_ns: int, active: Collection[str]) -> Sequence[MarketEvent]:
+        if not active:
+            return ()
+        out, self.events = self.events, []
+        return out
+
+    def on_subscribe(self, stream: str, now_ns: int) -> Sequence[MarketEvent]:
+        return ()
+
+    def depth_snapshot(self, symbol: str, limit: int, now_ns: int) -> DepthSnapshot | None:
+        return DepthSnapshot(42, [("1.00000000", "2.00000000")], [], now_ns // 1_000_000)
+
+    def reset_book(self, symbol: str | None) -> None:
+        return None
+
+
+async def test_custom_source_is_served_verbatim() -> None:
+    """README simulator section: the server can be fed by another MarketSource (e.g. recorded
+    payloads); Binance payloads are wrapped per connection mode, REST uses the source's book."""
+    payload = b'{"e":"trade","E":1,"s":"BTCUSDT","t":7,"p":"1.0","q":"2.0","T":1,"m":true,"M":true}'
+    src = ListSource([MarketEvent("btcusdt@trade", payload)])
+    assert isinstance(src, MarketSource)
+    cfg = SimConfig(venues=("binance-spot",), sources={"binance-spot": src})
+    async with running(cfg) as (_sim, urls):
+        url = f"{urls.ws('binance-spot')}/stream?streams=btcusdt@trade"
+        async with open_websocket_url(url) as ws:
+            msg = await ws.get_message()
+        assert msg == '{"stream":"btcusdt@trade","data":' + payload.decode() + "}"
+        async with httpx.AsyncClient() as http:
+            r = await http.get(f"{urls.rest('binance-spot')}/api/v3/depth?symbol=BTCUSDT")
+        assert r.json() == {"lastUpdateId": 42, "bids": [["1.00000000", "2.00000000"]], "asks": []}

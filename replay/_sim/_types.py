@@ -254,9 +254,16 @@ class DepthSnapshot:
 class MarketSource(Protocol):
     """A pull-based producer of market data for one venue.
 
-    The server calls :meth:`advance` every tick with the current wall time and the set of streams
-    that have at least one listener; it returns the events due since the previous call in order.
-    A recorded-archive source implements the same protocol.
+    The server calls :meth:`advance` every tick (``SimConfig.tick``) with the payload clock
+    (``SimConfig.clock``, ns) and the streams that currently have at least one listener that
+    receives data; it returns the events due since the previous call, in send order. Events
+    whose ``stream`` nobody listens to are ignored, so a source may skip rendering them.
+    Binance payloads must be unwrapped (the server adds ``{"stream":…,"data":…}`` per
+    connection); Binance stream names are validated against ``instruments()``.
+
+    Optional extras the server uses when present: ``valid_topic(topic) -> bool`` (Bybit topic
+    validation; without it every topic is accepted) and ``resend_snapshot(symbol)`` (fault
+    ``book_snapshot``). A recorded-archive source implements the same protocol.
     """
 
     @property
