@@ -97,6 +97,13 @@ class Recording:
         assert not over, f"{len(over)} messages archived too often, e.g. {next(iter(over))}"
 
 
+def streams_of(event: dict[str, object]) -> list[str]:
+    """The ``streams`` list of a session event (empty if it has none)."""
+    v = event.get("streams") or []
+    assert isinstance(v, list)
+    return [str(x) for x in v]
+
+
 Action = Callable[[Simulator, Recorder], Awaitable[None]]
 
 

@@ -10,10 +10,11 @@ import pytest
 import trio
 
 from recorder import ConfigError, _adapters
+from recorder._inspect import group_summary, summarize, verify
 from recorder._recorder import Recorder, RecorderConfig, VenueJob
 from recorder._ws import HandshakeRejected, connect
 from replay._sim import Fault, SimConfig, Simulator, VenueConfig
-from tests.simrec import record_sim
+from tests.simrec import record_sim, streams_of
 
 BYBIT = {
     "bybit-spot": [
@@ -178,3 +179,30 @@ async def test_sbe_sim_refuses_a_handshake_without_the_header() -> None:
         assert info.value.status == 400
         assert b"No X-MBX-APIKEY header" in info.value.body
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("venue", sorted(BYBIT))
+async def test_bybit_category_survives_a_forced_close_and_records_the_gap(
+    tmp_path: Path, venue: str
+) -> None:
+    async def act(sim: Simulator, rec: Recorder) -> None:
+        await trio.sleep(0.6)
+        sim.inject(Fault("close", venue=venue, code=1006, abort=True))
+
+    r = await record_sim(tmp_path, {venue: BYBIT[venue]}, duration=2.0, action=act)
+    r.check_exactly_once()
+    conn_gaps = [e for e in r.sessions("gap") if sorted(streams_of(e)) == sorted(BYBIT[venue])]
+    assert len(conn_gaps) == 1
+    assert len({m.conn for m in r.data()}) == 2
+    # The new connection starts every book with a snapshot again.
+    books = [m for m in r.data() if m.channel == "orderbook" and m.conn != r.data()[0].conn]
+    assert books and books[0].fields["msg_type"] == "snapshot"
+    assert verify(str(r.root)).ok
+
+
+async def test_sbe_archive_verifies_and_lists(tmp_path: Path) -> None:
+    r = await record_sim(tmp_path, {"binance-sbe": SBE}, duration=1.2)
+    rep = verify(str(r.root))
+    assert rep.ok and rep.rows > 50 and not rep.duplicates
+    groups = {g["channel"] for g in group_summary(summarize(str(r.root)))}
+    assert {"trade", "bestBidAsk", "depth", "depth20", "session"} <= groups
