@@ -7,7 +7,7 @@ all protocol knowledge stays in those modules.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -39,6 +39,34 @@ from recorder._venue import (
 from recorder._ws import Frame
 
 _CONTROL = Routed("", CONTROL_CHANNEL, ALL_SYMBOLS)
+
+
+def _batched(
+    streams: Sequence[str],
+    first_id: int,
+    per_request: int,
+    encode: Callable[[list[str], int], bytes],
+) -> list[Request]:
+    """Requests of at most ``per_request`` streams each, with consecutive ids."""
+    batches = _shard.subscribe_batches(list(streams), per_request)
+    return [
+        Request(str(first_id + i), encode(b, first_id + i).decode(), tuple(b))
+        for i, b in enumerate(batches)
+    ]
+
+
+def _halves(
+    request: Request, first_id: int, make: Callable[[Sequence[str], int], list[Request]]
+) -> list[Request]:
+    """After a refused batch, the same streams in two narrower requests (bisection finds the
+    stream the server refuses without giving up on the others)."""
+    half = len(request.streams) // 2
+    out: list[Request] = []
+    for part in (request.streams[:half], request.streams[half:]):
+        if part:
+            out.extend(make(part, first_id + len(out)))
+    return out
+
 
 # Expected message rates (msgs/s) by channel, only used to spread heavy streams evenly.
 _BINANCE_WEIGHT = {
@@ -123,28 +151,24 @@ class BinanceAdapter:
     def headers(self) -> Sequence[tuple[str, str]]:
         return ()
 
-    def _requests(self, method: str, streams: Sequence[str], first_id: int) -> list[Request]:
-        build = bn.subscribe if method == "SUBSCRIBE" else bn.unsubscribe
-        batches = _shard.subscribe_batches(list(streams), self.plan_limits.max_per_request)
-        return [
-            Request(str(first_id + i), build(self.venue, b, first_id + i).decode(), tuple(b))
-            for i, b in enumerate(batches)
-        ]
-
     def subscribe_requests(self, streams: Sequence[str], first_id: int) -> list[Request]:
-        return self._requests("SUBSCRIBE", streams, first_id)
+        return _batched(
+            streams,
+            first_id,
+            self.plan_limits.max_per_request,
+            lambda b, i: bn.subscribe(self.venue, b, i),
+        )
 
     def unsubscribe_requests(self, streams: Sequence[str], first_id: int) -> list[Request]:
-        return self._requests("UNSUBSCRIBE", streams, first_id)
+        return _batched(
+            streams,
+            first_id,
+            self.plan_limits.max_per_request,
+            lambda b, i: bn.unsubscribe(self.venue, b, i),
+        )
 
     def retry_refused(self, request: Request, first_id: int) -> list[Request]:
-        half = len(request.streams) // 2
-        parts = [request.streams[:half], request.streams[half:]]
-        return [
-            Request(str(first_id + i), bn.subscribe(self.venue, p, first_id + i).decode(), p)
-            for i, p in enumerate(parts)
-            if p
-        ]
+        return _halves(request, first_id, self.subscribe_requests)
 
     def client_ping(self, req_id: int) -> str | None:
         return None
@@ -223,15 +247,13 @@ class SbeAdapter:
         return (self.api_key.header(),)
 
     def _requests(self, method: str, streams: Sequence[str], first_id: int) -> list[Request]:
-        batches = _shard.subscribe_batches(list(streams), self.plan_limits.max_per_request)
-        return [
-            Request(
-                str(first_id + i),
-                orjson.dumps({"method": method, "params": list(b), "id": first_id + i}).decode(),
-                tuple(b),
-            )
-            for i, b in enumerate(batches)
-        ]
+        # Binance's JSON control protocol; SBE stream names are checked by validate_stream.
+        return _batched(
+            streams,
+            first_id,
+            self.plan_limits.max_per_request,
+            lambda b, i: orjson.dumps({"method": method, "params": b, "id": i}),
+        )
 
     def subscribe_requests(self, streams: Sequence[str], first_id: int) -> list[Request]:
         return self._requests("SUBSCRIBE", streams, first_id)
@@ -240,12 +262,7 @@ class SbeAdapter:
         return self._requests("UNSUBSCRIBE", streams, first_id)
 
     def retry_refused(self, request: Request, first_id: int) -> list[Request]:
-        half = len(request.streams) // 2
-        out: list[Request] = []
-        for part in (request.streams[:half], request.streams[half:]):
-            if part:
-                out.extend(self._requests("SUBSCRIBE", part, first_id + len(out)))
-        return out
+        return _halves(request, first_id, self.subscribe_requests)
 
     def client_ping(self, req_id: int) -> str | None:
         return None
@@ -364,12 +381,7 @@ class BybitAdapter:
         return self._requests("unsubscribe", streams, first_id) if streams else []
 
     def retry_refused(self, request: Request, first_id: int) -> list[Request]:
-        half = len(request.streams) // 2
-        out: list[Request] = []
-        for part in (request.streams[:half], request.streams[half:]):
-            if part:
-                out.extend(self._requests("subscribe", part, first_id + len(out)))
-        return out
+        return _halves(request, first_id, self.subscribe_requests)
 
     def client_ping(self, req_id: int) -> str | None:
         return bb.ping_request(str(req_id)).decode()

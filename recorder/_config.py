@@ -29,16 +29,7 @@ from typing import Any
 from recorder._errors import ConfigError
 from recorder._recorder import RecorderConfig, VenueJob
 from recorder._universe import UniverseSelect, expand_streams
-
-VENUES = (
-    "binance-spot",
-    "binance-usdm",
-    "binance-sbe",
-    "bybit-spot",
-    "bybit-linear",
-    "bybit-inverse",
-    "bybit-option",
-)
+from recorder._venue import VENUES
 
 
 def _strs(table: Mapping[str, Any], key: str, where: str) -> list[str]:

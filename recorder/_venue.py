@@ -15,6 +15,17 @@ from typing import Protocol
 from recorder._shard import VenueLimits as PlanLimits
 from recorder._ws import Frame
 
+VENUES: tuple[str, ...] = (
+    "binance-spot",
+    "binance-usdm",
+    "binance-sbe",
+    "bybit-spot",
+    "bybit-linear",
+    "bybit-inverse",
+    "bybit-option",
+)
+"""Every venue ticktape records."""
+
 
 @dataclass(frozen=True, slots=True)
 class Routed:

@@ -15,6 +15,7 @@ import click
 import trio
 
 from recorder.cli import cli, setup_logging
+from replay._sim import VenueConfig
 
 __all__ = ["cli", "main"]
 
@@ -32,6 +33,11 @@ def parse_time(text: str | None) -> int | None:
     if t.tzinfo is None:
         t = t.replace(tzinfo=_dt.UTC)
     return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
+
+
+def _ports(port: int, i: int) -> VenueConfig:
+    """Venue ``i``'s WebSocket and REST ports when the first venue's is ``port`` (0: any)."""
+    return VenueConfig(ws_port=port + 2 * i, rest_port=port + 2 * i + 1) if port else VenueConfig()
 
 
 def _csv(text: str) -> list[str] | None:
@@ -66,7 +72,7 @@ def sim(
     max_connection_age: float | None,
 ) -> None:
     """Run the local exchange simulator until stopped; prints the URLs it serves."""
-    from replay._sim import DEFAULT_SYMBOLS, VENUES, SimConfig, Simulator, VenueConfig
+    from replay._sim import DEFAULT_SYMBOLS, VENUES, SimConfig, Simulator
 
     unknown = [v for v in venues if v not in VENUES]
     if unknown:
@@ -74,9 +80,7 @@ def sim(
     wanted = set(_csv(symbols) or [])
     vcfg: dict[str, VenueConfig] = {}
     for i, v in enumerate(venues):
-        c = VenueConfig(
-            ws_port=port + 2 * i if port else 0, rest_port=port + 2 * i + 1 if port else 0
-        )
+        c = _ports(port, i)
         if wanted:
             specs = tuple(s for s in DEFAULT_SYMBOLS[v] if s.symbol in wanted)
             if not specs:
@@ -170,7 +174,7 @@ def serve(
     recorded times."""
     from recorder._archive import list_partitions
     from replay._serve import ArchiveSource
-    from replay._sim import VENUES, SimConfig, Simulator, VenueConfig
+    from replay._sim import VENUES, SimConfig, Simulator
 
     recorded = sorted({p.key.venue for p in list_partitions(root)[1]} & set(VENUES))
     chosen = list(venues) or recorded
@@ -179,12 +183,7 @@ def serve(
         raise click.ClickException(f"nothing recorded for {missing or 'any venue'} in {root}")
     start_ns = parse_time(start)
     sources = {v: ArchiveSource(root, v, start_ns=start_ns, speed=speed) for v in chosen}
-    vcfg = {
-        v: VenueConfig(
-            ws_port=port + 2 * i if port else 0, rest_port=port + 2 * i + 1 if port else 0
-        )
-        for i, v in enumerate(chosen)
-    }
+    vcfg = {v: _ports(port, i) for i, v in enumerate(chosen)}
     cfg = SimConfig(venues=tuple(chosen), host=host, sources=dict(sources), venue_config=vcfg)
     setup_logging(False)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 Venue = Literal[
     "binance-spot",
@@ -21,15 +21,7 @@ Venue = Literal[
     "bybit-option",
 ]
 
-VENUES: tuple[Venue, ...] = (
-    "binance-spot",
-    "binance-usdm",
-    "binance-sbe",
-    "bybit-spot",
-    "bybit-linear",
-    "bybit-inverse",
-    "bybit-option",
-)
+VENUES: tuple[Venue, ...] = get_args(Venue)
 
 BINANCE_VENUES = frozenset({"binance-spot", "binance-usdm", "binance-sbe"})
 BYBIT_VENUES = frozenset({"bybit-spot", "bybit-linear", "bybit-inverse", "bybit-option"})
