@@ -50,6 +50,7 @@ log = logging.getLogger("ticktape.archive")
 
 FORMAT_VERSION: Final = "1"
 TMP_DIR: Final = ".ticktape-tmp"
+_NS_PER_HOUR: Final = 3_600_000_000_000
 META_PREFIX: Final = "ticktape."
 
 COMMON_FIELDS: Final = [
@@ -272,6 +273,7 @@ class ArchiveWriter:
         self.row_group_rows = row_group_rows
         self.fsync = fsync and self.local
         self._buffers: dict[PartitionKey, list[Message]] = defaultdict(list)
+        self._keys: dict[tuple[str, str, str, int], PartitionKey] = {}
         self._retry: dict[PartitionKey, list[Message]] = {}
         self._parts: dict[PartitionKey, list[str]] = defaultdict(list)
         self._counter = 0
@@ -285,8 +287,15 @@ class ArchiveWriter:
     # -- buffering (Trio thread) -------------------------------------------------------------
 
     def add(self, msg: Message) -> None:
-        date, hour = date_hour(msg.recv_ns)
-        self._buffers[PartitionKey(msg.venue, msg.channel, msg.symbol, date, hour)].append(msg)
+        # Per message: a dict lookup, not a datetime conversion (the receive path pays for it).
+        k = (msg.venue, msg.channel, msg.symbol, msg.recv_ns // _NS_PER_HOUR)
+        key = self._keys.get(k)
+        if key is None:
+            date, hour = date_hour(msg.recv_ns)
+            key = self._keys[k] = PartitionKey(msg.venue, msg.channel, msg.symbol, date, hour)
+            if len(self._keys) > 100_000:
+                self._keys.clear()
+        self._buffers[key].append(msg)
 
     def add_many(self, msgs: Iterable[Message]) -> None:
         for m in msgs:
@@ -527,6 +536,9 @@ class ArchiveWriter:
         self.flush()
         if now_ns is not None:
             self.compact_closed_hours(now_ns, grace_ns)
+
+    def shutdown(self) -> None:
+        """Nothing to stop in-process (see ``WriterProcess.shutdown``)."""
 
     def statistics(self) -> WriterStatistics:
         pending = sum(len(v) for v in self._buffers.values()) + sum(

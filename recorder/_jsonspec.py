@@ -45,7 +45,6 @@ __all__ = [
     "Time",
 ]
 
-_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.([0-9]+))?\Z")
 DP_EMPTY = -1
 DP_NULL = -2
 
@@ -54,27 +53,34 @@ class Mismatch(Exception):
     """The payload does not have the shape the spec describes (raised by ``extract``)."""
 
 
+_PLAIN = re.compile(r'[^"\\\x00-\x1f]*\Z')
+
+
 def _json_str(value: str) -> str:
+    # Most strings (symbols, ids, enums) need no escaping: skip the encoder for them.
+    if value.isascii() and _PLAIN.match(value):
+        return '"' + value + '"'
     return orjson.dumps(value).decode()
 
 
 def parse_decimal(text: Any) -> tuple[float | None, int]:
-    """Split a decimal string into (value, fraction digits); raises Mismatch on non-decimals."""
-    if text is None:
-        return None, DP_NULL
-    if not isinstance(text, str):
+    """Split a decimal string into (value, fraction digits); raises Mismatch on non-numbers.
+
+    Shapes other than ``-?digits[.digits]`` ("1e-5", "007") still give a value; their
+    re-rendering differs from the text, so the writer's exactness check keeps their bytes.
+    """
+    if type(text) is not str:
+        if text is None:
+            return None, DP_NULL
         raise Mismatch(f"expected a decimal string, got {type(text).__name__}")
-    if text == "":
+    if not text:
         return None, DP_EMPTY
-    m = _DECIMAL.match(text)
-    if m is None:
-        # Keep what we can (e.g. "1e-5") as a number; the row will keep its raw bytes.
-        try:
-            return float(text), 0
-        except ValueError:
-            raise Mismatch(f"not a decimal: {text[:40]!r}") from None
-    frac = m.group(1)
-    return float(text), (len(frac) if frac else 0)
+    try:
+        value = float(text)
+    except ValueError:
+        raise Mismatch(f"not a decimal: {text[:40]!r}") from None
+    dot = text.find(".")
+    return value, (len(text) - dot - 1 if dot >= 0 else 0)
 
 
 def render_decimal(value: float | None, dp: int | None) -> str:
@@ -276,10 +282,17 @@ class Obj(Node):
 
     keys: tuple[Key, ...]
     _by_json: dict[str, Key] = field(init=False, repr=False, compare=False)
+    _prefixes: tuple[tuple[str, str, Key], ...] = field(init=False, repr=False, compare=False)
 
     def __init__(self, *keys: Key) -> None:
         object.__setattr__(self, "keys", tuple(keys))
         object.__setattr__(self, "_by_json", {k.json: k for k in keys})
+        # '"name":' once per spec, not once per rendered field: (first, later, key).
+        object.__setattr__(
+            self,
+            "_prefixes",
+            tuple((_json_str(k.json) + ":", "," + _json_str(k.json) + ":", k) for k in keys),
+        )
         names = [f.name for f in self.columns()]
         if len(names) != len(set(names)):
             dupes = sorted({n for n in names if names.count(n) > 1})
@@ -311,14 +324,11 @@ class Obj(Node):
     def render(self, row: Mapping[str, Any], out: list[str]) -> None:
         out.append("{")
         first = True
-        for k in self.keys:
+        for head, sep, k in self._prefixes:
             if k.optional and k.node.is_absent(row):
                 continue
-            if not first:
-                out.append(",")
+            out.append(head if first else sep)
             first = False
-            out.append(_json_str(k.json))
-            out.append(":")
             k.node.render(row, out)
         out.append("}")
 
@@ -420,18 +430,29 @@ class Payload:
     event_time: str | None = None
     event_time_unit: str = "ms"
     symbol: str | None = None
+    _fast: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fast = compile_obj(self.root) if type(self.root) is Obj else None
+        object.__setattr__(self, "_fast", fast)
 
     def schema_fields(self) -> list[pa.Field]:
         return self.root.columns()
 
     def extract(self, value: Any) -> tuple[dict[str, Any], bool]:
         """Typed row of a parsed payload and whether it can possibly re-render exactly."""
-        row: dict[str, Any] = {}
-        self.root.extract(value, row)
+        if self._fast is not None:
+            row = self._fast[0](value)
+        else:
+            row = {}
+            self.root.extract(value, row)
         extra = bool(row.pop("__extra__", False))
         return row, not extra
 
     def render(self, row: Mapping[str, Any]) -> str:
+        if self._fast is not None:
+            text: str = self._fast[1](row)
+            return text
         out: list[str] = []
         self.root.render(row, out)
         return "".join(out)
@@ -457,3 +478,122 @@ def iter_columns(fields: Sequence[pa.Field]) -> Iterator[str]:
 
 
 RowTransform = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+# -- compiled specs ---------------------------------------------------------------------------
+#
+# Walking the node tree costs a method call per field per message, several times what orjson
+# needs to parse the payload. A top-level object whose fields are plain nodes is therefore
+# compiled once into two flat functions (extract and render) with the same semantics; any other
+# node (levels, lists, nested or venue-specific nodes) is called through its own methods.
+
+_SIMPLE = (Const, Int, Time, Str, Bool, Dec, Float, Json)
+
+
+def _render_dec(value: float | None, dp: int | None) -> str:
+    if dp == DP_NULL:
+        return "null"
+    return '"' + render_decimal(value, dp) + '"'
+
+
+def _render_node(node: Node, row: Mapping[str, Any]) -> str:
+    out: list[str] = []
+    node.render(row, out)
+    return "".join(out)
+
+
+def compile_obj(
+    obj: Obj,
+) -> tuple[Callable[[Any], dict[str, Any]], Callable[[Mapping[str, Any]], str]]:
+    """(extract, render) functions equivalent to ``obj.extract`` / ``obj.render``."""
+    ns: dict[str, Any] = {
+        "Mismatch": Mismatch,
+        "_pd": parse_decimal,
+        "_js": _json_str,
+        "_rd": _render_dec,
+        "_rn": _render_node,
+        "_dumps": orjson.dumps,
+        "_MISSING": object(),
+        "_LO": -(2**63),
+        "_HI": 2**63,
+    }
+    ex = [
+        "def extract(v):",
+        "    if type(v) is not dict:",
+        "        raise Mismatch('expected an object')",
+    ]
+    ex += ["    r = {}", "    n = 0"]
+    rd = ["def render(r):", "    s = []", "    a = s.append"]
+    for i, k in enumerate(obj.keys):
+        node = k.node
+        ns[f"N{i}"] = node
+        key = repr(k.json)
+        ex.append(f"    x = v.get({key}, _MISSING)")
+        ex.append("    if x is _MISSING:")
+        if k.optional:
+            cols = [f.name for f in node.columns()]
+            ex.extend(f"        r[{c!r}] = None" for c in cols)
+            if not cols:
+                ex.append("        pass")
+        else:
+            ex.append(f"        raise Mismatch('missing key ' + {key})")
+        ex.append("    else:")
+        ex.append("        n += 1")
+        t = type(node)
+        if t is Const:
+            ns[f"C{i}"] = node.value  # type: ignore[attr-defined]
+            ex.append(f"        if x != C{i} or type(x) is not type(C{i}):")
+            ex.append(f"            raise Mismatch('unexpected value of ' + {key})")
+            value = repr(orjson.dumps(node.value).decode())  # type: ignore[attr-defined]
+        elif t in (Int, Time):
+            name = repr(node.name)  # type: ignore[attr-defined]
+            ex.append("        if type(x) is not int or not _LO <= x < _HI:")
+            ex.append(f"            raise Mismatch('expected an integer for ' + {key})")
+            ex.append(f"        r[{name}] = x")
+            value = f"str(r[{name}])"
+        elif t is Str:
+            name = repr(node.name)  # type: ignore[attr-defined]
+            ex.append("        if type(x) is not str:")
+            ex.append(f"            raise Mismatch('expected a string for ' + {key})")
+            ex.append(f"        r[{name}] = x")
+            value = f"_js(r[{name}])"
+        elif t is Bool:
+            name = repr(node.name)  # type: ignore[attr-defined]
+            ex.append("        if type(x) is not bool:")
+            ex.append(f"            raise Mismatch('expected a boolean for ' + {key})")
+            ex.append(f"        r[{name}] = x")
+            value = f"('true' if r[{name}] else 'false')"
+        elif t is Dec:
+            name, dp = repr(node.name), repr(node.dp)  # type: ignore[attr-defined]
+            ex.append(f"        r[{name}], r[{dp}] = _pd(x)")
+            value = f"_rd(r[{name}], r[{dp}])"
+        elif t is Float:
+            name = repr(node.name)  # type: ignore[attr-defined]
+            ex.append("        if type(x) is not int and type(x) is not float:")
+            ex.append(f"            raise Mismatch('expected a number for ' + {key})")
+            ex.append(f"        r[{name}] = float(x)")
+            value = f"_dumps(r[{name}]).decode()"
+        elif t is Json:
+            name = repr(node.name)  # type: ignore[attr-defined]
+            ex.append(f"        r[{name}] = _dumps(x).decode()")
+            value = f"r[{name}]"
+        else:
+            ex.append(f"        N{i}.extract(x, r)")
+            value = f"_rn(N{i}, r)"
+        head = repr(_json_str(k.json) + ":")
+        if k.optional:
+            if t in _SIMPLE and t is not Const:
+                cols = [f.name for f in node.columns()]
+                probe = repr(cols[-1] if t is Dec else cols[0])
+                rd.append(f"    if r.get({probe}) is not None:")
+            else:
+                rd.append(f"    if not N{i}.is_absent(r):")
+            rd.append(f"        a({head} + {value})")
+        else:
+            rd.append(f"    a({head} + {value})")
+    ex.append("    if n != len(v):")
+    ex.append("        r['__extra__'] = True")
+    ex.append("    return r")
+    rd.append("    return '{' + ','.join(s) + '}'")
+    exec(compile("\n".join([*ex, "", *rd]), f"<jsonspec {id(obj):x}>", "exec"), ns)
+    return ns["extract"], ns["render"]

@@ -31,6 +31,7 @@ from recorder._rest import RestClient, RestError, rest_client_for
 from recorder._shard import ShardAssignment, ShardPlan, StreamSpec, plan_shards, rebalance
 from recorder._universe import UniverseSelect, expand_streams, fetch_instruments, select_symbols
 from recorder._venue import VenueAdapter
+from recorder._writerproc import WriterProcess
 
 log = logging.getLogger("ticktape.recorder")
 
@@ -68,6 +69,8 @@ class RecorderConfig:
     """TLS settings for wss:// (default: the system's trust store)."""
     worker_count: int = 1
     """Processes on this host sharing the per-IP connection limits (``--workers``)."""
+    writer_process: bool = True
+    """Encode and write Parquet in a child process, on another core than the receive loop."""
 
     def __post_init__(self) -> None:
         for j in self.jobs:
@@ -97,7 +100,7 @@ class RecorderStatistics:
 class FanOut:
     """The sink every shard writes into: archive buffers, live taps, book keepers."""
 
-    def __init__(self, writer: ArchiveWriter) -> None:
+    def __init__(self, writer: ArchiveWriter | WriterProcess) -> None:
         self.writer = writer
         self.taps: list[trio.MemorySendChannel[Message]] = []
         self.observers: list[Callable[[Message], None]] = []
@@ -150,7 +153,11 @@ class Recorder:
             # A selection's channels are checked now, on a stand-in symbol, not at first use.
             for s in expand_streams(job.venue, ["BTCUSDT"], job.channels):
                 adapter.validate_stream(s)
-        self.writer = ArchiveWriter(config.root, writer_id=config.writer_id, fsync=config.fsync)
+        self.writer: ArchiveWriter | WriterProcess = (
+            WriterProcess(config.root, writer_id=config.writer_id, fsync=config.fsync)
+            if config.writer_process
+            else ArchiveWriter(config.root, writer_id=config.writer_id, fsync=config.fsync)
+        )
         self.sink = FanOut(self.writer)
         self.sink.taps.extend(taps)
         # Connection ids are unique across hosts, workers and restarts: writer id + start time.
@@ -199,6 +206,7 @@ class Recorder:
                 for close in self._closers:
                     await close()
                 await self._flush(grace_ns)
+                await trio.to_thread.run_sync(self.writer.shutdown)
                 for tap in self.sink.taps:
                     await tap.aclose()
 

@@ -187,7 +187,8 @@ async def test_bybit_category_survives_a_forced_close_and_records_the_gap(
 ) -> None:
     async def act(sim: Simulator, rec: Recorder) -> None:
         await trio.sleep(0.6)
-        sim.inject(Fault("close", venue=venue, code=1006, abort=True))
+        # A close frame (not a TCP reset, which discards bytes the ledger already counted).
+        sim.inject(Fault("close", venue=venue, code=1011, reason="test"))
 
     r = await record_sim(tmp_path, {venue: BYBIT[venue]}, duration=2.0, action=act)
     r.check_exactly_once()

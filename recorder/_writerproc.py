@@ -1,0 +1,206 @@
+"""The archive writer in a process of its own.
+
+Decoding every payload, checking that its typed row re-renders exactly, building Arrow
+columns, zstd and fsync cost far more CPU per message than receiving it; in one process they
+compete with the receive loop for the GIL. :class:`WriterProcess` keeps the receive process
+down to buffering: each flush ships the buffered rows, column by column, through a pipe to a
+child process that runs an ordinary :class:`~recorder._archive.ArchiveWriter` on the other core.
+
+It has the same interface as ``ArchiveWriter`` as far as the recorder uses it. A flush is only
+forgotten once the child acknowledged it; if the child dies, it is restarted (recovering its
+own leftovers, as after a crash) and the flush sent again, so no buffered row is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from typing import Any
+
+from recorder._archive import ArchiveWriter, WriterStatistics
+from recorder._channels import RawChannel, codec_for
+from recorder._errors import ArchiveError
+from recorder._message import Message
+from recorder._paths import PartitionKey, date_hour
+
+log = logging.getLogger("ticktape.writer")
+
+_NS_PER_HOUR = 3_600_000_000_000
+Packed = list[tuple[PartitionKey, tuple[list[Any], ...]]]
+
+
+def _pack(pending: Mapping[PartitionKey, list[Message]]) -> Packed:
+    """Column lists per partition: cheap to pickle, no per-message objects on the wire."""
+    out: Packed = []
+    for key, msgs in pending.items():
+        raw_channel = isinstance(codec_for(key.venue, key.channel), RawChannel)
+        out.append(
+            (
+                key,
+                (
+                    [m.recv_ns for m in msgs],
+                    [m.conn for m in msgs],
+                    [m.seq for m in msgs],
+                    [m.stream for m in msgs],
+                    [m.payload for m in msgs],
+                    # Fields that cannot be derived from the bytes (unparsed frames' errors).
+                    [m._fields for m in msgs] if raw_channel else [],
+                ),
+            )
+        )
+    return out
+
+
+def _unpack(packed: Packed) -> dict[PartitionKey, list[Message]]:
+    out: dict[PartitionKey, list[Message]] = {}
+    for key, (recv, conn, seq, stream, payload, fields) in packed:
+        out[key] = [
+            Message(
+                venue=key.venue,
+                stream=stream[i],
+                channel=key.channel,
+                symbol=key.symbol,
+                recv_ns=recv[i],
+                conn=conn[i],
+                seq=seq[i],
+                payload=payload[i],
+                fields=fields[i] if fields else None,
+            )
+            for i in range(len(recv))
+        ]
+    return out
+
+
+def _child(conn: Connection, root: str, kwargs: dict[str, Any]) -> None:
+    """The writer process: requests in, results (or the error text) out."""
+    writer = ArchiveWriter(root, **kwargs)
+    while True:
+        try:
+            op, arg = conn.recv()
+        except EOFError:
+            return
+        try:
+            if op == "flush":
+                result: Any = writer.flush(_unpack(arg))
+            elif op == "compact":
+                result = writer.compact_closed_hours(*arg)
+            elif op == "recover":
+                result = writer.recover(*arg)
+            elif op == "stop":
+                conn.send(("ok", None, writer.statistics()))
+                return
+            else:
+                raise ValueError(f"unknown request {op!r}")
+            conn.send(("ok", result, writer.statistics()))
+        except Exception as exc:  # reported to the parent, which decides
+            conn.send(("error", f"{type(exc).__name__}: {exc}", writer.statistics()))
+
+
+class WriterProcess:
+    """``ArchiveWriter``'s interface, with the work done in a child process."""
+
+    def __init__(self, root: str, *, writer_id: str = "w0", **kwargs: Any) -> None:
+        self.root = root
+        self._kwargs = {"writer_id": writer_id, **kwargs}
+        # A throwaway local writer validates the root (and names the writer id) up front.
+        probe = ArchiveWriter(root, **self._kwargs)
+        self.writer_id = probe.writer_id
+        self._stats = probe.statistics()
+        self._buffers: dict[PartitionKey, list[Message]] = defaultdict(list)
+        self._keys: dict[tuple[str, str, str, int], PartitionKey] = {}
+        self._lock = threading.Lock()  # one request in flight at a time
+        self._ctx = multiprocessing.get_context("spawn")  # fork is unsafe with threads
+        self._conn: Connection | None = None
+        self._proc: Any = None
+        self._start()
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(
+            target=_child,
+            args=(child, self.root, self._kwargs),
+            name="ticktape-writer",
+            daemon=True,
+        )
+        self._proc.start()
+        child.close()
+        self._conn = parent
+
+    # -- buffering (Trio thread) -------------------------------------------------------------
+
+    def add(self, msg: Message) -> None:
+        k = (msg.venue, msg.channel, msg.symbol, msg.recv_ns // _NS_PER_HOUR)
+        key = self._keys.get(k)
+        if key is None:
+            date, hour = date_hour(msg.recv_ns)
+            key = self._keys[k] = PartitionKey(msg.venue, msg.channel, msg.symbol, date, hour)
+            if len(self._keys) > 100_000:
+                self._keys.clear()
+        self._buffers[key].append(msg)
+
+    def add_many(self, msgs: Iterable[Message]) -> None:
+        for m in msgs:
+            self.add(m)
+
+    def take_pending(self) -> dict[PartitionKey, list[Message]]:
+        pending = self._buffers
+        self._buffers = defaultdict(list)
+        return pending
+
+    # -- requests (worker thread) ------------------------------------------------------------
+
+    def _request(self, op: str, arg: Any) -> Any:
+        with self._lock:
+            for attempt in (1, 2):
+                assert self._conn is not None
+                try:
+                    self._conn.send((op, arg))
+                    status, result, stats = self._conn.recv()
+                except (EOFError, OSError, BrokenPipeError) as exc:
+                    if attempt == 2:
+                        raise ArchiveError(f"archive writer process failed twice: {exc}") from exc
+                    log.error("archive writer process died (%s); restarting it", exc)
+                    self._start()
+                    # The new process adopts what the old one left, as after a crash.
+                    self._conn.send(("recover", (time.time_ns(), _NS_PER_HOUR)))
+                    self._conn.recv()
+                    continue
+                self._stats = stats
+                if status == "error":
+                    raise ArchiveError(f"archive writer process: {result}")
+                return result
+        raise AssertionError("unreachable")
+
+    def flush(self, pending: Mapping[PartitionKey, list[Message]] | None = None) -> int:
+        if pending is None:
+            pending = self.take_pending()
+        if not pending:
+            return 0
+        return int(self._request("flush", _pack(pending)))
+
+    def compact_closed_hours(self, now_ns: int, grace_ns: int) -> int:
+        return int(self._request("compact", (now_ns, grace_ns)))
+
+    def recover(self, now_ns: int, grace_ns: int) -> int:
+        return int(self._request("recover", (now_ns, grace_ns)))
+
+    def shutdown(self) -> None:
+        """Stop the child after the last flush (statistics stay available)."""
+        if self._conn is None:
+            return
+        with contextlib.suppress(ArchiveError):  # a dead child has nothing left to stop
+            self._request("stop", None)
+        self._conn.close()
+        self._conn = None
+        self._proc.join(timeout=10)
+
+    def statistics(self) -> WriterStatistics:
+        pending = sum(len(v) for v in self._buffers.values())
+        return replace(self._stats, pending_rows=self._stats.pending_rows + pending)
