@@ -349,6 +349,8 @@ class ArchiveWriter:
             if result.table.num_rows and self._write_part(key, result.table, msgs):
                 written += result.table.num_rows
                 self._raw += result.raw_rows
+                if key.channel == UNPARSED_CHANNEL:  # classified as undecodable upstream
+                    self._unparsed += result.table.num_rows
         for key, msgs in unparsed.items():
             codec, schema = self._schema(key.venue, key.channel)
             result, _ = _encode(codec, schema, msgs)
