@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner
 
@@ -168,3 +169,71 @@ def test_toml_selection_needs_channels_and_is_parsed(tmp_path: Path) -> None:
     toml.write_text('root = "a"\n[[venues]]\nvenue = "binance-spot"\nselect = { quote = "USDT" }\n')
     with pytest.raises(ConfigError, match="needs 'channels'"):
         load_config(str(toml))
+
+
+@pytest.mark.slow
+def test_ticktape_sim_process_ledger_matches_the_archive_of_a_record_process(
+    tmp_path: Path,
+) -> None:
+    """Both sides as users run them: `ticktape sim --ledger` and `ticktape record`, then every
+    message the simulator sent is in the archive exactly once, byte-exact."""
+    from replay import open_archive
+    from tests.simrec import Recording
+
+    ledger = tmp_path / "ledger.ndjson"
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "replay.cli",
+            "sim",
+            "--venue",
+            "binance-spot",
+            "--ledger",
+            str(ledger),
+            "--rate",
+            "300",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        assert sim.stdout is not None
+        parts = sim.stdout.readline().split()
+        ws, rest = parts[2], parts[4]
+        rec = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "replay.cli",
+                "record",
+                "--venue",
+                "binance-spot",
+                "--streams",
+                "btcusdt@trade,ethusdt@bookTicker,btcusdt@depth@100ms",
+                "--ws-url",
+                ws,
+                "--rest-url",
+                rest,
+                "--root",
+                str(tmp_path / "arch"),
+                "--flush-interval",
+                "1",
+                "--no-status",
+            ],
+            env=ENV,
+        )
+        time.sleep(4)
+        stop_ns = time.time_ns()
+        time.sleep(0.5)
+        rec.send_signal(signal.SIGINT)
+        assert rec.wait(timeout=30) == 0
+    finally:
+        sim.send_signal(signal.SIGINT)
+        sim.wait(timeout=10)
+    lines = [orjson.loads(x) for x in ledger.read_bytes().splitlines() if x]
+    messages = list(open_archive(str(tmp_path / "arch")))
+    r = Recording(tmp_path / "arch", lines, messages, stop_ns, None, None)  # type: ignore[arg-type]
+    assert len(r.sent()) > 100
+    r.check_exactly_once()
