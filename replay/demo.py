@@ -74,7 +74,7 @@ def show(root: str) -> None:
 
     from recorder.cli import cli
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     console.rule("ticktape ls " + root)
     cli.main(["ls", root], standalone_mode=False)
     console.rule("1-second OHLCV of BTCUSDT trades (Polars, straight from the Parquet files)")
