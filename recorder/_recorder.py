@@ -290,8 +290,12 @@ class Recorder:
             ).shared_by(self.config.worker_count)
         )
         log.info("%s: %d streams on %d connections", job.venue, len(streams), len(plan))
-        for i, shard in enumerate(plan):
-            await nursery.start(self._make_runner(job, shard, i, len(plan)).run)
+        # Every shard's first connection at once (the connection limiter still paces them);
+        # the job counts as started when each has subscribed or failed once.
+        async with trio.open_nursery() as starting:
+            for i, shard in enumerate(plan):
+                runner = self._make_runner(job, shard, i, len(plan))
+                starting.start_soon(nursery.start, runner.run)
         self._plans[job.venue] = plan
         if job.select is not None:
             nursery.start_soon(self._refresh_universe, nursery, job)
