@@ -274,6 +274,7 @@ class ArchiveWriter:
         self.fsync = fsync and self.local
         self._buffers: dict[PartitionKey, list[Message]] = defaultdict(list)
         self._keys: dict[tuple[str, str, str, int], PartitionKey] = {}
+        self._dirs: set[str] = set()
         self._retry: dict[PartitionKey, list[Message]] = {}
         self._parts: dict[PartitionKey, list[str]] = defaultdict(list)
         self._counter = 0
@@ -402,6 +403,11 @@ class ArchiveWriter:
             self._files += 1
             self._bytes += size
             return size
+        if self.local:
+            size = self._write_local(tmp, final_dir, final, table)
+            self._files += 1
+            self._bytes += size
+            return size
         try:
             with self.fs.open_output_stream(tmp) as sink:
                 pq.write_table(table, sink, **self._parquet_options(table.schema))
@@ -420,6 +426,33 @@ class ArchiveWriter:
         size = self.fs.get_file_info(final).size or 0
         self._files += 1
         self._bytes += size
+        return size
+
+    def _write_local(self, tmp: str, final_dir: str, final: str, table: pa.Table) -> int:
+        """The local path without a filesystem-layer call per step: with ~1,000 partitions
+        per flush those calls cost more than writing the files."""
+        try:
+            with pa.OSFile(tmp, "wb") as sink:
+                pq.write_table(table, sink, **self._parquet_options(table.schema))
+                size = int(sink.tell())
+            if self.fsync:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            if final_dir not in self._dirs:
+                os.makedirs(final_dir, exist_ok=True)
+                self._dirs.add(final_dir)
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:  # the directory was removed under us: make it again
+                os.makedirs(final_dir, exist_ok=True)
+                os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return size
 
     def _parquet_options(self, schema: pa.Schema) -> dict[str, object]:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -23,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
+
+import orjson
 
 from recorder._archive import ArchiveWriter, WriterStatistics
 from recorder._channels import RawChannel, codec_for
@@ -78,12 +82,14 @@ def _unpack(packed: Packed) -> dict[PartitionKey, list[Message]]:
     return out
 
 
-def _child(conn: Connection, root: str, kwargs: dict[str, Any]) -> None:
-    """The writer process: requests in, results (or the error text) out."""
+def _child(requests: Connection, replies: Connection, root: str, kwargs: dict[str, Any]) -> None:
+    """The writer process: requests in, results (or the error text) out. It ends when the
+    parent goes away (end of file on the request pipe)."""
     writer = ArchiveWriter(root, **kwargs)
+    conn = replies
     while True:
         try:
-            op, arg = conn.recv()
+            op, arg = requests.recv()
         except EOFError:
             return
         try:
@@ -116,22 +122,29 @@ class WriterProcess:
         self._buffers: dict[PartitionKey, list[Message]] = defaultdict(list)
         self._keys: dict[tuple[str, str, str, int], PartitionKey] = {}
         self._lock = threading.Lock()  # one request in flight at a time
-        self._ctx = multiprocessing.get_context("spawn")  # fork is unsafe with threads
-        self._conn: Connection | None = None
-        self._proc: Any = None
+        self._conn: _Pipes | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._start()
 
     def _start(self) -> None:
-        parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(
-            target=_child,
-            args=(child, self.root, self._kwargs),
-            name="ticktape-writer",
-            daemon=True,
+        # A plain `python -m` child on inherited pipes, not multiprocessing: its spawn start
+        # method re-imports the parent's __main__, which breaks unguarded user scripts.
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "recorder._writerproc",
+                str(req_r),
+                str(rep_w),
+                orjson.dumps({"root": self.root, "kwargs": self._kwargs}).decode(),
+            ],
+            pass_fds=(req_r, rep_w),
         )
-        self._proc.start()
-        child.close()
-        self._conn = parent
+        os.close(req_r)
+        os.close(rep_w)
+        self._conn = _Pipes(Connection(req_w, readable=False), Connection(rep_r, writable=False))
 
     # -- buffering (Trio thread) -------------------------------------------------------------
 
@@ -199,8 +212,44 @@ class WriterProcess:
             self._request("stop", None)
         self._conn.close()
         self._conn = None
-        self._proc.join(timeout=10)
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
 
     def statistics(self) -> WriterStatistics:
         pending = sum(len(v) for v in self._buffers.values())
         return replace(self._stats, pending_rows=self._stats.pending_rows + pending)
+
+
+class _Pipes:
+    """The parent's ends: requests out, replies in."""
+
+    def __init__(self, out: Connection, back: Connection) -> None:
+        self.out = out
+        self.back = back
+
+    def send(self, obj: Any) -> None:
+        self.out.send(obj)
+
+    def recv(self) -> Any:
+        return self.back.recv()
+
+    def close(self) -> None:
+        self.out.close()
+        self.back.close()
+
+
+def _main(argv: list[str]) -> None:
+    req_fd, rep_fd, spec = int(argv[0]), int(argv[1]), orjson.loads(argv[2])
+    _child(
+        Connection(req_fd, writable=False),
+        Connection(rep_fd, readable=False),
+        spec["root"],
+        spec["kwargs"],
+    )
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -48,8 +48,9 @@ def test_a_killed_child_is_restarted_and_nothing_is_lost(tmp_path: Path) -> None
     try:
         w.add_many(msgs[:100])
         w.flush()
+        assert w._proc is not None
         os.kill(w._proc.pid, signal.SIGKILL)
-        w._proc.join(10)
+        w._proc.wait(10)
         w.add_many(msgs[100:])
         assert w.flush() == len(msgs) - 100  # sent again to a fresh child
     finally:
