@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -130,23 +131,19 @@ def test_full_disk_keeps_data_in_memory_and_retries(
     w = ArchiveWriter(str(tmp_path), writer_id="test", fsync=False)
     msgs = mixed_messages(3)
     w.add_many(msgs)
-    real = w.fs
+    real_osfile = pa.OSFile
 
-    class FullDisk:
-        """The real filesystem, except that nothing can be written."""
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(real, name)
-
-        def open_output_stream(self, path: str, *a: object, **k: object) -> object:
+    def full_disk(path: str, mode: str = "r") -> object:
+        if "w" in mode:
             raise OSError(28, "No space left on device")
+        return real_osfile(path, mode)
 
-    monkeypatch.setattr(w, "fs", FullDisk())
+    monkeypatch.setattr(pa, "OSFile", full_disk)
     assert w.flush() == 0
     st = w.statistics()
     assert st.write_errors > 0 and st.pending_rows == len(msgs)
     assert "No space left" in (st.last_error or "")
-    monkeypatch.setattr(w, "fs", real)
+    monkeypatch.setattr(pa, "OSFile", real_osfile)
     assert w.flush() == len(msgs)
     assert list(open_archive(str(tmp_path))) == sort(msgs)
     assert not list((tmp_path / TMP_DIR).rglob("*.tmp"))
