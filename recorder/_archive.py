@@ -237,6 +237,36 @@ def _encode(
     return _EncodeResult(pa.Table.from_arrays(arrays, schema=schema), raw_rows), bad
 
 
+class PartitionBuffer:
+    """Messages waiting to be written, per partition.
+
+    ``add`` is on the receive path: a dict lookup per message, the date and hour are only
+    worked out once per (venue, channel, symbol, hour)."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[PartitionKey, list[Message]] = defaultdict(list)
+        self._keys: dict[tuple[str, str, str, int], PartitionKey] = {}
+
+    def add(self, msg: Message) -> None:
+        k = (msg.venue, msg.channel, msg.symbol, msg.recv_ns // _NS_PER_HOUR)
+        key = self._keys.get(k)
+        if key is None:
+            date, hour = date_hour(msg.recv_ns)
+            key = self._keys[k] = PartitionKey(msg.venue, msg.channel, msg.symbol, date, hour)
+            if len(self._keys) > 100_000:
+                self._keys.clear()
+        self.buffers[key].append(msg)
+
+    def take(self) -> dict[PartitionKey, list[Message]]:
+        """Detach what is buffered (to be written in a worker thread or process)."""
+        pending = self.buffers
+        self.buffers = defaultdict(list)
+        return pending
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.buffers.values())
+
+
 def open_root(
     root: str, storage_options: Mapping[str, object] | None = None
 ) -> tuple[pafs.FileSystem, str]:
@@ -272,8 +302,7 @@ class ArchiveWriter:
         self.compression_level = compression_level
         self.row_group_rows = row_group_rows
         self.fsync = fsync and self.local
-        self._buffers: dict[PartitionKey, list[Message]] = defaultdict(list)
-        self._keys: dict[tuple[str, str, str, int], PartitionKey] = {}
+        self._pending = PartitionBuffer()
         self._dirs: set[str] = set()
         self._retry: dict[PartitionKey, list[Message]] = {}
         self._parts: dict[PartitionKey, list[str]] = defaultdict(list)
@@ -288,15 +317,7 @@ class ArchiveWriter:
     # -- buffering (Trio thread) -------------------------------------------------------------
 
     def add(self, msg: Message) -> None:
-        # Per message: a dict lookup, not a datetime conversion (the receive path pays for it).
-        k = (msg.venue, msg.channel, msg.symbol, msg.recv_ns // _NS_PER_HOUR)
-        key = self._keys.get(k)
-        if key is None:
-            date, hour = date_hour(msg.recv_ns)
-            key = self._keys[k] = PartitionKey(msg.venue, msg.channel, msg.symbol, date, hour)
-            if len(self._keys) > 100_000:
-                self._keys.clear()
-        self._buffers[key].append(msg)
+        self._pending.add(msg)
 
     def add_many(self, msgs: Iterable[Message]) -> None:
         for m in msgs:
@@ -304,9 +325,7 @@ class ArchiveWriter:
 
     def take_pending(self) -> dict[PartitionKey, list[Message]]:
         """Detach the current buffers (to be flushed in a worker thread)."""
-        pending = self._buffers
-        self._buffers = defaultdict(list)
-        return pending
+        return self._pending.take()
 
     # -- writing (worker thread) -------------------------------------------------------------
 
@@ -580,9 +599,7 @@ class ArchiveWriter:
         """Nothing to stop in-process (see ``WriterProcess.shutdown``)."""
 
     def statistics(self) -> WriterStatistics:
-        pending = sum(len(v) for v in self._buffers.values()) + sum(
-            len(v) for v in self._retry.values()
-        )
+        pending = len(self._pending) + sum(len(v) for v in self._retry.values())
         return WriterStatistics(
             rows_written=self._rows,
             raw_rows=self._raw,

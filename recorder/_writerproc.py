@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from multiprocessing.connection import Connection
@@ -28,11 +27,11 @@ from typing import Any
 
 import orjson
 
-from recorder._archive import ArchiveWriter, WriterStatistics
+from recorder._archive import ArchiveWriter, PartitionBuffer, WriterStatistics
 from recorder._channels import RawChannel, codec_for
 from recorder._errors import ArchiveError
 from recorder._message import Message
-from recorder._paths import PartitionKey, date_hour
+from recorder._paths import PartitionKey
 
 log = logging.getLogger("ticktape.writer")
 
@@ -119,8 +118,7 @@ class WriterProcess:
         probe = ArchiveWriter(root, **self._kwargs)
         self.writer_id = probe.writer_id
         self._stats = probe.statistics()
-        self._buffers: dict[PartitionKey, list[Message]] = defaultdict(list)
-        self._keys: dict[tuple[str, str, str, int], PartitionKey] = {}
+        self._pending = PartitionBuffer()
         self._lock = threading.Lock()  # one request in flight at a time
         self._conn: _Pipes | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -149,23 +147,14 @@ class WriterProcess:
     # -- buffering (Trio thread) -------------------------------------------------------------
 
     def add(self, msg: Message) -> None:
-        k = (msg.venue, msg.channel, msg.symbol, msg.recv_ns // _NS_PER_HOUR)
-        key = self._keys.get(k)
-        if key is None:
-            date, hour = date_hour(msg.recv_ns)
-            key = self._keys[k] = PartitionKey(msg.venue, msg.channel, msg.symbol, date, hour)
-            if len(self._keys) > 100_000:
-                self._keys.clear()
-        self._buffers[key].append(msg)
+        self._pending.add(msg)
 
     def add_many(self, msgs: Iterable[Message]) -> None:
         for m in msgs:
             self.add(m)
 
     def take_pending(self) -> dict[PartitionKey, list[Message]]:
-        pending = self._buffers
-        self._buffers = defaultdict(list)
-        return pending
+        return self._pending.take()
 
     # -- requests (worker thread) ------------------------------------------------------------
 
@@ -219,8 +208,7 @@ class WriterProcess:
                 self._proc.kill()
 
     def statistics(self) -> WriterStatistics:
-        pending = sum(len(v) for v in self._buffers.values())
-        return replace(self._stats, pending_rows=self._stats.pending_rows + pending)
+        return replace(self._stats, pending_rows=self._stats.pending_rows + len(self._pending))
 
 
 class _Pipes:
