@@ -1,0 +1,1 @@
+"""ticktape's benchmark harness (``make bench``; see ``benchmarks/run.py``)."""
