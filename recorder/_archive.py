@@ -267,6 +267,23 @@ class PartitionBuffer:
         return sum(len(v) for v in self.buffers.values())
 
 
+class BufferedWriter:
+    """The buffering side both writers share: the receive path only ever calls these."""
+
+    _pending: PartitionBuffer
+
+    def add(self, msg: Message) -> None:
+        self._pending.add(msg)
+
+    def add_many(self, msgs: Iterable[Message]) -> None:
+        for m in msgs:
+            self.add(m)
+
+    def take_pending(self) -> dict[PartitionKey, list[Message]]:
+        """Detach the current buffers (to be written in a worker thread or process)."""
+        return self._pending.take()
+
+
 def open_root(
     root: str, storage_options: Mapping[str, object] | None = None
 ) -> tuple[pafs.FileSystem, str]:
@@ -275,7 +292,7 @@ def open_root(
     return r.fs, r.base
 
 
-class ArchiveWriter:
+class ArchiveWriter(BufferedWriter):
     """Buffers messages per partition and writes them as atomic Parquet part files.
 
     Not thread-safe: the recorder calls :meth:`add` from the Trio thread and runs
@@ -313,19 +330,6 @@ class ArchiveWriter:
         self._last_error: str | None = None
         if not self.object_store:  # object stores need no directories and no temp area
             self.fs.create_dir(self._tmp_dir(), recursive=True)
-
-    # -- buffering (Trio thread) -------------------------------------------------------------
-
-    def add(self, msg: Message) -> None:
-        self._pending.add(msg)
-
-    def add_many(self, msgs: Iterable[Message]) -> None:
-        for m in msgs:
-            self.add(m)
-
-    def take_pending(self) -> dict[PartitionKey, list[Message]]:
-        """Detach the current buffers (to be flushed in a worker thread)."""
-        return self._pending.take()
 
     # -- writing (worker thread) -------------------------------------------------------------
 

@@ -461,21 +461,34 @@ class BookKeeper:
 
     # -- common ---------------------------------------------------------------------------------
 
-    def _put_session(self, book: _Book, event: str, **kw: Any) -> None:
-        now = self.clock_ns()
-        self._book_seq += 1
+    def _emit(
+        self, book: _Book, channel: str, recv_ns: int, payload: bytes, *, rest: bool = False
+    ) -> None:
+        """Record a message the keeper produced itself (session event, checkpoint) or got
+        from REST (a depth snapshot), under the book's stream and symbol."""
+        if rest:
+            self._rest_seq += 1
+            conn, seq = self._rest_conn, self._rest_seq
+        else:
+            self._book_seq += 1
+            conn, seq = self._book_conn, self._book_seq
         self.sink.put(
             Message(
                 venue=self.venue,
                 stream=book.stream,
-                channel=SESSION_CHANNEL,
+                channel=channel,
                 symbol=book.symbol,
-                recv_ns=now,
-                conn=self._book_conn,
-                seq=self._book_seq,
-                payload=session_payload(event, now, streams=[book.stream], **kw),
+                recv_ns=recv_ns,
+                conn=conn,
+                seq=seq,
+                payload=payload,
             )
         )
+
+    def _put_session(self, book: _Book, event: str, **kw: Any) -> None:
+        now = self.clock_ns()
+        payload = session_payload(event, now, streams=[book.stream], **kw)
+        self._emit(book, SESSION_CHANNEL, now, payload)
 
     def _open_gap(self, book: _Book, reason: str, detail: Mapping[str, Any]) -> None:
         self._gaps += 1
@@ -523,19 +536,7 @@ class BookKeeper:
         except Exception:  # never let a checkpoint stop the book (or the recorder)
             log.exception("%s %s: checkpoint failed", self.venue, book.stream)
             return 0
-        self._book_seq += 1
-        self.sink.put(
-            Message(
-                venue=self.venue,
-                stream=book.stream,
-                channel=BOOK_CHECKPOINT_CHANNEL,
-                symbol=book.symbol,
-                recv_ns=boundary_ns,
-                conn=self._book_conn,
-                seq=self._book_seq,
-                payload=payload,
-            )
-        )
+        self._emit(book, BOOK_CHECKPOINT_CHANNEL, boundary_ns, payload)
         self._checkpoints += 1
         return 1
 
@@ -697,19 +698,7 @@ class BookKeeper:
             )
             return "failed"
         self._snapshots += 1
-        self._rest_seq += 1
-        self.sink.put(
-            Message(
-                venue=self.venue,
-                stream=book.stream,
-                channel=DEPTH_SNAPSHOT_CHANNEL,
-                symbol=book.symbol,
-                recv_ns=resp.recv_ns,
-                conn=self._rest_conn,
-                seq=self._rest_seq,
-                payload=resp.body,
-            )
-        )
+        self._emit(book, DEPTH_SNAPSHOT_CHANNEL, resp.recv_ns, resp.body, rest=True)
         try:
             v = orjson.loads(resp.body)
             if not isinstance(v, dict):

@@ -20,14 +20,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
 
-from recorder._archive import ArchiveWriter, PartitionBuffer, WriterStatistics
+from recorder._archive import ArchiveWriter, BufferedWriter, PartitionBuffer, WriterStatistics
 from recorder._channels import RawChannel, codec_for
 from recorder._errors import ArchiveError
 from recorder._message import Message
@@ -108,7 +108,7 @@ def _child(requests: Connection, replies: Connection, root: str, kwargs: dict[st
             conn.send(("error", f"{type(exc).__name__}: {exc}", writer.statistics()))
 
 
-class WriterProcess:
+class WriterProcess(BufferedWriter):
     """``ArchiveWriter``'s interface, with the work done in a child process."""
 
     def __init__(self, root: str, *, writer_id: str = "w0", **kwargs: Any) -> None:
@@ -143,18 +143,6 @@ class WriterProcess:
         os.close(req_r)
         os.close(rep_w)
         self._conn = _Pipes(Connection(req_w, readable=False), Connection(rep_r, writable=False))
-
-    # -- buffering (Trio thread) -------------------------------------------------------------
-
-    def add(self, msg: Message) -> None:
-        self._pending.add(msg)
-
-    def add_many(self, msgs: Iterable[Message]) -> None:
-        for m in msgs:
-            self.add(m)
-
-    def take_pending(self) -> dict[PartitionKey, list[Message]]:
-        return self._pending.take()
 
     # -- requests (worker thread) ------------------------------------------------------------
 
