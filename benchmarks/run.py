@@ -453,7 +453,7 @@ class Bench:
     def writer_alone(self, corpus: Path) -> list[str]:
         """The archive writer without the network, in this process: what one flush costs."""
         from recorder._adapters import make_adapter
-        from recorder._archive import ArchiveWriter, _encode
+        from recorder._archive import ArchiveWriter, Rows, _encode, _split_parts
         from recorder._message import Message
         from recorder._recorder import VenueJob
         from recorder._ws import Frame
@@ -488,13 +488,18 @@ class Bench:
             b = time.perf_counter()
             pending = w.take_pending()
             n_parts = len(pending)
-            tables = []
+            groups: dict[tuple[str, str], list[tuple[Any, Rows]]] = {}
             for key, ms in pending.items():
-                codec, schema = w._schema(key.venue, key.channel)
-                tables.append((key, _encode(codec, schema, list(ms))[0].table))
+                groups.setdefault((key.venue, key.channel), []).append((key, Rows.of(key, ms)))
+            tables = []
+            for (venue, channel), batch in groups.items():
+                codec, schema = w._schema(venue, channel)
+                table = _encode(codec, schema, batch)[0]
+                parts = _split_parts(table, schema, len(batch))
+                tables += [(key, t) for (key, _), t in zip(batch, parts, strict=True)]
             c = time.perf_counter()
             for key, table in tables:
-                w._write_part(key, table, [])
+                w._write_part(key, table)
             d = time.perf_counter()
             n = len(msgs)
             rates["add"].add(n / (b - a))
@@ -519,7 +524,8 @@ class Bench:
             "",
             f"The first {len(msgs):,} messages of the corpus, one flush: {n_parts} partitions "
             "(one per channel and symbol). `ArchiveWriter.add` per message; `_encode` "
-            "(decode, typed row, render and compare, Arrow arrays) per partition; "
+            "(decode, typed columns, render and compare, per channel: the batch encoder of "
+            "`recorder/_columnar.py`, the per-row path for rows it declines); "
             "`_write_part` (Parquet zstd-9, fsync, rename) per partition.",
             "",
             "| step | msgs/s | µs/msg |",

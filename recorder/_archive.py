@@ -31,16 +31,20 @@ import os
 import posixpath
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Final
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from recorder._channels import ChannelCodec, RawChannel, codec_for
+from recorder._columnar import ColumnarEncoder, encoder_for
 from recorder._errors import ArchiveError, RemoteProtocolError
 from recorder._message import UNPARSED_CHANNEL, Message
 from recorder._paths import PartitionKey, date_hour, encode_value, parse_relpath
@@ -174,19 +178,135 @@ class WriterStatistics:
     last_error: str | None
 
 
-@dataclass
-class _EncodeResult:
-    table: pa.Table
-    raw_rows: int
+@dataclass(slots=True)
+class Rows:
+    """Buffered messages of one partition, column by column: what a writer is handed.
+
+    Cheap to pickle (no per-message objects) for the writer process, and the shape the batch
+    encoder wants. ``fields`` is only filled for raw channels, whose fields (an ``unparsed``
+    frame's error) cannot be derived from the bytes.
+    """
+
+    recv: list[int]
+    conn: list[str]
+    seq: list[int]
+    stream: list[str]
+    payload: list[bytes]
+    fields: list[Mapping[str, Any] | None]
+
+    @classmethod
+    def of(cls, key: PartitionKey, msgs: list[Message]) -> Rows:
+        raw_channel = isinstance(codec_for(key.venue, key.channel), RawChannel)
+        return cls(
+            [m.recv_ns for m in msgs],
+            [m.conn for m in msgs],
+            [m.seq for m in msgs],
+            [m.stream for m in msgs],
+            [m.payload for m in msgs],
+            [m._fields for m in msgs] if raw_channel else [],
+        )
+
+    def __len__(self) -> int:
+        return len(self.recv)
+
+    def message(self, key: PartitionKey, i: int) -> Message:
+        return Message(
+            venue=key.venue,
+            stream=self.stream[i],
+            channel=key.channel,
+            symbol=key.symbol,
+            recv_ns=self.recv[i],
+            conn=self.conn[i],
+            seq=self.seq[i],
+            payload=self.payload[i],
+            fields=self.fields[i] if self.fields else None,
+        )
+
+    def extend(self, other: Rows) -> None:
+        self.recv += other.recv
+        self.conn += other.conn
+        self.seq += other.seq
+        self.stream += other.stream
+        self.payload += other.payload
+        if self.fields or other.fields:
+            self.fields = (self.fields or [None] * (len(self.recv) - len(other.recv))) + (
+                other.fields or [None] * len(other.recv)
+            )
+
+
+_PART: Final = "__part"
+_ORDER: Final = [("recv_time", "ascending"), ("conn", "ascending"), ("seq", "ascending")]
+_ENCODERS: dict[tuple[str, str], ColumnarEncoder | None] = {}
+
+
+def _encoder(codec: ChannelCodec) -> ColumnarEncoder | None:
+    key = (codec.venue, codec.channel)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = encoder_for(codec)
+    return _ENCODERS[key]
 
 
 def _encode(
-    codec: ChannelCodec, schema: pa.Schema, msgs: list[Message]
-) -> tuple[_EncodeResult, list[tuple[Message, str]]]:
-    """Typed columns for ``msgs`` (one partition); undecodable messages are returned apart."""
-    msgs.sort(key=Message.sort_key)
-    typed = codec.typed_fields
-    names = [f.name for f in typed]
+    codec: ChannelCodec, schema: pa.Schema, batch: Sequence[tuple[PartitionKey, Rows]]
+) -> tuple[pa.Table, int, list[tuple[PartitionKey, Message, str]]]:
+    """Encode the rows of several partitions of one (venue, channel) at once.
+
+    Returns a table in ``schema`` plus a trailing ``__part`` column (the index of each row's
+    partition in ``batch``), sorted by (partition, recv_time, conn, seq); the number of rows
+    that keep raw bytes; and the messages that could not be decoded at all, apart.
+
+    Rows go through the batch encoder where the channel has one (see
+    :mod:`recorder._columnar`), and through the per-row path otherwise or where it declines.
+    """
+    recv = [x for _, r in batch for x in r.recv]
+    conn = [x for _, r in batch for x in r.conn]
+    seq = [x for _, r in batch for x in r.seq]
+    stream = [x for _, r in batch for x in r.stream]
+    payload = [x for _, r in batch for x in r.payload]
+    part = np.repeat(np.arange(len(batch), dtype=np.int32), [len(r) for _, r in batch])
+    n = len(recv)
+    encoder = _encoder(codec)
+    tables: list[pa.Table] = []
+    if encoder is not None and n:
+        enc = encoder.encode(payload, stream)
+        ok = enc.ok
+        columns = [
+            pa.array(recv, pa.timestamp("ns", tz="UTC")),
+            pa.array(conn, pa.string()),
+            pa.array(seq, pa.int64()),
+            pa.array(stream, pa.string()),
+            enc.envelope,
+            *enc.columns,
+            pa.nulls(n, pa.binary()),
+            pa.array(part),
+        ]
+        fast = pa.Table.from_arrays(columns, schema=schema.append(pa.field(_PART, pa.int32())))
+        tables.append(fast.filter(pa.array(ok)) if not ok.all() else fast)
+        slow = np.flatnonzero(~ok).tolist()
+    else:
+        slow = list(range(n))
+    raw_rows = 0
+    bad: list[tuple[PartitionKey, Message, str]] = []
+    if slow:
+        table, raw_rows, bad_rows = _encode_rows(codec, schema, batch, part, slow)
+        tables.append(table)
+        bad = bad_rows
+    if not tables:
+        return schema.append(pa.field(_PART, pa.int32())).empty_table(), 0, bad
+    out = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return out.sort_by([(_PART, "ascending"), *_ORDER]), raw_rows, bad
+
+
+def _encode_rows(
+    codec: ChannelCodec,
+    schema: pa.Schema,
+    batch: Sequence[tuple[PartitionKey, Rows]],
+    part: npt.NDArray[np.int32],
+    rows: list[int],
+) -> tuple[pa.Table, int, list[tuple[PartitionKey, Message, str]]]:
+    """The per-row path: decode, render the typed row back and compare with the payload."""
+    starts = np.concatenate(([0], np.cumsum([len(r) for _, r in batch])))
+    names = [f.name for f in codec.typed_fields]
     cols: dict[str, list[Any]] = {n: [] for n in names}
     recv: list[int] = []
     conn: list[str] = []
@@ -194,36 +314,42 @@ def _encode(
     stream: list[str] = []
     env: list[int] = []
     raw: list[bytes | None] = []
-    bad: list[tuple[Message, str]] = []
+    parts: list[int] = []
+    bad: list[tuple[PartitionKey, Message, str]] = []
     raw_rows = 0
     is_raw = isinstance(codec, RawChannel)
-    for m in msgs:
+    for i in rows:
+        p = int(part[i])
+        key, r = batch[p]
+        j = i - int(starts[p])
+        data = r.payload[j]
         if is_raw:
-            fields: Mapping[str, Any] = m._fields if m._fields is not None else {}
+            fields: Mapping[str, Any] = (r.fields[j] if r.fields else None) or {}
             envelope, exact = 0, False
         else:
             try:
-                d = codec.decode(m.payload)
+                d = codec.decode(data)
             except RemoteProtocolError as exc:
-                bad.append((m, str(exc)))
+                bad.append((key, r.message(key, j), str(exc)))
                 continue
             fields, envelope, exact = d.fields, d.envelope, d.exact
             if exact:
                 try:
-                    exact = codec.render(fields, m.stream, envelope) == m.payload
+                    exact = codec.render(fields, r.stream[j], envelope) == data
                 except Exception:  # any failure to render just means: keep the bytes
                     exact = False
-        for n in names:
-            cols[n].append(fields.get(n))
-        recv.append(m.recv_ns)
-        conn.append(m.conn)
-        seq.append(m.seq)
-        stream.append(m.stream)
+        for name in names:
+            cols[name].append(fields.get(name))
+        recv.append(r.recv[j])
+        conn.append(r.conn[j])
+        seq.append(r.seq[j])
+        stream.append(r.stream[j])
         env.append(envelope)
+        parts.append(p)
         if exact:
             raw.append(None)
         else:
-            raw.append(m.payload)
+            raw.append(data)
             raw_rows += 1
     arrays = [
         pa.array(recv, pa.timestamp("ns", tz="UTC")),
@@ -231,10 +357,20 @@ def _encode(
         pa.array(seq, pa.int64()),
         pa.array(stream, pa.string()),
         pa.array(env, pa.int8()),
-        *(pa.array(cols[f.name], f.type) for f in typed),
+        *(pa.array(cols[f.name], f.type) for f in codec.typed_fields),
         pa.array(raw, pa.binary()),
+        pa.array(parts, pa.int32()),
     ]
-    return _EncodeResult(pa.Table.from_arrays(arrays, schema=schema), raw_rows), bad
+    table = pa.Table.from_arrays(arrays, schema=schema.append(pa.field(_PART, pa.int32())))
+    return table, raw_rows, bad
+
+
+def _split_parts(table: pa.Table, schema: pa.Schema, count: int) -> list[pa.Table]:
+    """The rows of each partition index 0..count-1 of an ``_encode`` result, in ``schema``."""
+    part = np.asarray(table.column(_PART).to_numpy(), dtype=np.int32)
+    bounds = np.searchsorted(part, np.arange(count + 1), side="left")
+    body = pa.Table.from_arrays(table.columns[: len(schema)], schema=schema)
+    return [body.slice(int(a), int(b - a)) for a, b in pairwise(bounds)]
 
 
 class PartitionBuffer:
@@ -321,7 +457,7 @@ class ArchiveWriter(BufferedWriter):
         self.fsync = fsync and self.local
         self._pending = PartitionBuffer()
         self._dirs: set[str] = set()
-        self._retry: dict[PartitionKey, list[Message]] = {}
+        self._retry: dict[PartitionKey, pa.Table] = {}
         self._parts: dict[PartitionKey, list[str]] = defaultdict(list)
         self._counter = 0
         self._schemas: dict[tuple[str, str], pa.Schema] = {}
@@ -343,49 +479,71 @@ class ArchiveWriter(BufferedWriter):
             self._schemas[key] = archive_schema(codec)
         return codec, self._schemas[key]
 
-    def flush(self, pending: Mapping[PartitionKey, list[Message]] | None = None) -> int:
+    def flush(self, pending: Mapping[PartitionKey, list[Message] | Rows] | None = None) -> int:
         """Write every buffered partition as a new part file; returns rows written.
 
-        A partition whose write fails (full disk, permissions) stays buffered for the next
-        flush: the error is counted and logged, and no good data is dropped.
+        The partitions of one (venue, channel) are encoded together, so that a flush of
+        thousands of quiet partitions pays the batch encoder's fixed costs once per channel.
+        A partition whose write fails (full disk, permissions) stays buffered, encoded, for
+        the next flush: the error is counted and logged, and no good data is dropped.
         """
         if pending is None:
             pending = self.take_pending()
-        work: dict[PartitionKey, list[Message]] = defaultdict(list)
-        for k, v in self._retry.items():
-            work[k].extend(v)
-        self._retry = {}
-        for k, v in pending.items():
-            work[k].extend(v)
+        groups: dict[tuple[str, str], list[tuple[PartitionKey, Rows]]] = defaultdict(list)
+        for key, rows in pending.items():
+            if not isinstance(rows, Rows):
+                rows = Rows.of(key, rows)
+            if len(rows):
+                groups[(key.venue, key.channel)].append((key, rows))
+        retry, self._retry = self._retry, {}
+        for key in retry:
+            groups.setdefault((key.venue, key.channel), [])
         unparsed: dict[PartitionKey, list[Message]] = defaultdict(list)
         written = 0
-        for key, msgs in work.items():
-            if not msgs:
-                continue
-            codec, schema = self._schema(key.venue, key.channel)
-            result, bad = _encode(codec, schema, msgs)
-            for m, err in bad:
-                log.warning("undecodable frame on %s (%s): %s", m.stream, key.channel, err)
-                um = as_unparsed(m, err, key.channel)
-                unparsed[
-                    PartitionKey(key.venue, UNPARSED_CHANNEL, key.symbol, key.date, key.hour)
-                ].append(um)
-            if result.table.num_rows and self._write_part(key, result.table, msgs):
-                written += result.table.num_rows
-                self._raw += result.raw_rows
-                if key.channel == UNPARSED_CHANNEL:  # classified as undecodable upstream
-                    self._unparsed += result.table.num_rows
-        for key, msgs in unparsed.items():
-            codec, schema = self._schema(key.venue, key.channel)
-            result, _ = _encode(codec, schema, msgs)
-            if self._write_part(key, result.table, msgs):
-                written += result.table.num_rows
-                self._unparsed += result.table.num_rows
-                self._raw += result.raw_rows
+        for (venue, channel), batch in groups.items():
+            written += self._flush_group(venue, channel, batch, retry, unparsed)
+        if unparsed:
+            batch = [(k, Rows.of(k, msgs)) for k, msgs in unparsed.items()]
+            for venue, channel in sorted({(k.venue, k.channel) for k in unparsed}):
+                group = [(k, r) for k, r in batch if (k.venue, k.channel) == (venue, channel)]
+                written += self._flush_group(venue, channel, group, {}, defaultdict(list))
         self._rows += written
         return written
 
-    def _write_part(self, key: PartitionKey, table: pa.Table, msgs: list[Message]) -> bool:
+    def _flush_group(
+        self,
+        venue: str,
+        channel: str,
+        batch: list[tuple[PartitionKey, Rows]],
+        retry: Mapping[PartitionKey, pa.Table],
+        unparsed: dict[PartitionKey, list[Message]],
+    ) -> int:
+        codec, schema = self._schema(venue, channel)
+        table, raw_rows, bad = _encode(codec, schema, batch)
+        self._raw += raw_rows
+        for key, m, err in bad:
+            log.warning("undecodable frame on %s (%s): %s", m.stream, key.channel, err)
+            um = as_unparsed(m, err, key.channel)
+            unparsed[
+                PartitionKey(key.venue, UNPARSED_CHANNEL, key.symbol, key.date, key.hour)
+            ].append(um)
+        tables = dict(
+            zip([k for k, _ in batch], _split_parts(table, schema, len(batch)), strict=True)
+        )
+        for key, old in retry.items():
+            if (key.venue, key.channel) != (venue, channel):
+                continue
+            new = tables.get(key)
+            tables[key] = old if new is None else pa.concat_tables([old, new]).sort_by(_ORDER)
+        written = 0
+        for key, t in tables.items():
+            if t.num_rows and self._write_part(key, t):
+                written += t.num_rows
+                if channel == UNPARSED_CHANNEL:
+                    self._unparsed += t.num_rows
+        return written
+
+    def _write_part(self, key: PartitionKey, table: pa.Table) -> bool:
         self._counter += 1
         name = f"part-{self.writer_id}-{self.session}-{self._counter:06d}.parquet"
         try:
@@ -399,7 +557,8 @@ class ArchiveWriter(BufferedWriter):
                 name,
                 redact(str(exc)),
             )
-            self._retry.setdefault(key, []).extend(msgs)
+            old = self._retry.get(key)
+            self._retry[key] = table if old is None else pa.concat_tables([old, table])
             return False
         self._parts[key].append(name)
         return True
@@ -603,7 +762,7 @@ class ArchiveWriter(BufferedWriter):
         """Nothing to stop in-process (see ``WriterProcess.shutdown``)."""
 
     def statistics(self) -> WriterStatistics:
-        pending = len(self._pending) + sum(len(v) for v in self._retry.values())
+        pending = len(self._pending) + sum(t.num_rows for t in self._retry.values())
         return WriterStatistics(
             rows_written=self._rows,
             raw_rows=self._raw,

@@ -27,8 +27,13 @@ from typing import Any
 
 import orjson
 
-from recorder._archive import ArchiveWriter, BufferedWriter, PartitionBuffer, WriterStatistics
-from recorder._channels import RawChannel, codec_for
+from recorder._archive import (
+    ArchiveWriter,
+    BufferedWriter,
+    PartitionBuffer,
+    Rows,
+    WriterStatistics,
+)
 from recorder._errors import ArchiveError
 from recorder._message import Message
 from recorder._paths import PartitionKey
@@ -36,49 +41,12 @@ from recorder._paths import PartitionKey
 log = logging.getLogger("ticktape.writer")
 
 _NS_PER_HOUR = 3_600_000_000_000
-Packed = list[tuple[PartitionKey, tuple[list[Any], ...]]]
+Packed = list[tuple[PartitionKey, Rows]]
 
 
 def _pack(pending: Mapping[PartitionKey, list[Message]]) -> Packed:
     """Column lists per partition: cheap to pickle, no per-message objects on the wire."""
-    out: Packed = []
-    for key, msgs in pending.items():
-        raw_channel = isinstance(codec_for(key.venue, key.channel), RawChannel)
-        out.append(
-            (
-                key,
-                (
-                    [m.recv_ns for m in msgs],
-                    [m.conn for m in msgs],
-                    [m.seq for m in msgs],
-                    [m.stream for m in msgs],
-                    [m.payload for m in msgs],
-                    # Fields that cannot be derived from the bytes (unparsed frames' errors).
-                    [m._fields for m in msgs] if raw_channel else [],
-                ),
-            )
-        )
-    return out
-
-
-def _unpack(packed: Packed) -> dict[PartitionKey, list[Message]]:
-    out: dict[PartitionKey, list[Message]] = {}
-    for key, (recv, conn, seq, stream, payload, fields) in packed:
-        out[key] = [
-            Message(
-                venue=key.venue,
-                stream=stream[i],
-                channel=key.channel,
-                symbol=key.symbol,
-                recv_ns=recv[i],
-                conn=conn[i],
-                seq=seq[i],
-                payload=payload[i],
-                fields=fields[i] if fields else None,
-            )
-            for i in range(len(recv))
-        ]
-    return out
+    return [(key, Rows.of(key, msgs)) for key, msgs in pending.items()]
 
 
 def _child(requests: Connection, replies: Connection, root: str, kwargs: dict[str, Any]) -> None:
@@ -93,7 +61,7 @@ def _child(requests: Connection, replies: Connection, root: str, kwargs: dict[st
             return
         try:
             if op == "flush":
-                result: Any = writer.flush(_unpack(arg))
+                result: Any = writer.flush(dict(arg))
             elif op == "compact":
                 result = writer.compact_closed_hours(*arg)
             elif op == "recover":
