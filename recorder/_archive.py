@@ -457,7 +457,7 @@ class ArchiveWriter(BufferedWriter):
         self.fsync = fsync and self.local
         self._pending = PartitionBuffer()
         self._dirs: set[str] = set()
-        self._retry: dict[PartitionKey, pa.Table] = {}
+        self._staged: dict[PartitionKey, list[pa.Table]] = defaultdict(list)
         self._parts: dict[PartitionKey, list[str]] = defaultdict(list)
         self._counter = 0
         self._schemas: dict[tuple[str, str], pa.Schema] = {}
@@ -479,13 +479,14 @@ class ArchiveWriter(BufferedWriter):
             self._schemas[key] = archive_schema(codec)
         return codec, self._schemas[key]
 
-    def flush(self, pending: Mapping[PartitionKey, list[Message] | Rows] | None = None) -> int:
-        """Write every buffered partition as a new part file; returns rows written.
+    def stage(self, pending: Mapping[PartitionKey, list[Message] | Rows] | None = None) -> int:
+        """Encode buffered rows now and keep them, encoded, for the next :meth:`flush`.
 
-        The partitions of one (venue, channel) are encoded together, so that a flush of
-        thousands of quiet partitions pays the batch encoder's fixed costs once per channel.
-        A partition whose write fails (full disk, permissions) stays buffered, encoded, for
-        the next flush: the error is counted and logged, and no good data is dropped.
+        Spreads the encoding work over the flush interval (the recorder stages every second
+        and writes every few), so that less is left to do when a flush, or the last one at
+        shutdown, comes. The partitions of one (venue, channel) are encoded together, so a
+        batch of thousands of quiet partitions pays the batch encoder's fixed costs once.
+        Returns the rows staged.
         """
         if pending is None:
             pending = self.take_pending()
@@ -495,27 +496,24 @@ class ArchiveWriter(BufferedWriter):
                 rows = Rows.of(key, rows)
             if len(rows):
                 groups[(key.venue, key.channel)].append((key, rows))
-        retry, self._retry = self._retry, {}
-        for key in retry:
-            groups.setdefault((key.venue, key.channel), [])
         unparsed: dict[PartitionKey, list[Message]] = defaultdict(list)
-        written = 0
+        staged = 0
         for (venue, channel), batch in groups.items():
-            written += self._flush_group(venue, channel, batch, retry, unparsed)
-        if unparsed:
-            batch = [(k, Rows.of(k, msgs)) for k, msgs in unparsed.items()]
-            for venue, channel in sorted({(k.venue, k.channel) for k in unparsed}):
-                group = [(k, r) for k, r in batch if (k.venue, k.channel) == (venue, channel)]
-                written += self._flush_group(venue, channel, group, {}, defaultdict(list))
-        self._rows += written
-        return written
+            staged += self._stage_group(venue, channel, batch, unparsed)
+        for venue, channel in sorted({(k.venue, k.channel) for k in unparsed}):
+            group = [
+                (k, Rows.of(k, msgs))
+                for k, msgs in unparsed.items()
+                if (k.venue, k.channel) == (venue, channel)
+            ]
+            staged += self._stage_group(venue, channel, group, defaultdict(list))
+        return staged
 
-    def _flush_group(
+    def _stage_group(
         self,
         venue: str,
         channel: str,
         batch: list[tuple[PartitionKey, Rows]],
-        retry: Mapping[PartitionKey, pa.Table],
         unparsed: dict[PartitionKey, list[Message]],
     ) -> int:
         codec, schema = self._schema(venue, channel)
@@ -527,20 +525,28 @@ class ArchiveWriter(BufferedWriter):
             unparsed[
                 PartitionKey(key.venue, UNPARSED_CHANNEL, key.symbol, key.date, key.hour)
             ].append(um)
-        tables = dict(
-            zip([k for k, _ in batch], _split_parts(table, schema, len(batch)), strict=True)
-        )
-        for key, old in retry.items():
-            if (key.venue, key.channel) != (venue, channel):
-                continue
-            new = tables.get(key)
-            tables[key] = old if new is None else pa.concat_tables([old, new]).sort_by(_ORDER)
+        for (key, _), t in zip(batch, _split_parts(table, schema, len(batch)), strict=True):
+            if t.num_rows:
+                self._staged[key].append(t)
+        return int(table.num_rows)
+
+    def flush(self, pending: Mapping[PartitionKey, list[Message] | Rows] | None = None) -> int:
+        """Stage what is buffered (or ``pending``), then write every staged partition as a
+        new part file; returns rows written.
+
+        A partition whose write fails (full disk, permissions) stays staged for the next
+        flush: the error is counted and logged, and no good data is dropped.
+        """
+        self.stage(pending)
+        staged, self._staged = self._staged, defaultdict(list)
         written = 0
-        for key, t in tables.items():
-            if t.num_rows and self._write_part(key, t):
+        for key, tables in staged.items():
+            t = tables[0] if len(tables) == 1 else pa.concat_tables(tables).sort_by(_ORDER)
+            if self._write_part(key, t):
                 written += t.num_rows
-                if channel == UNPARSED_CHANNEL:
+                if key.channel == UNPARSED_CHANNEL:
                     self._unparsed += t.num_rows
+        self._rows += written
         return written
 
     def _write_part(self, key: PartitionKey, table: pa.Table) -> bool:
@@ -557,8 +563,7 @@ class ArchiveWriter(BufferedWriter):
                 name,
                 redact(str(exc)),
             )
-            old = self._retry.get(key)
-            self._retry[key] = table if old is None else pa.concat_tables([old, table])
+            self._staged[key].append(table)
             return False
         self._parts[key].append(name)
         return True
@@ -677,7 +682,7 @@ class ArchiveWriter(BufferedWriter):
         """Compact every partition whose hour ended at least ``grace_ns`` before ``now_ns``."""
         done = 0
         for key in sorted(self._parts):
-            if key.hour_end_ns + grace_ns <= now_ns and key not in self._retry:
+            if key.hour_end_ns + grace_ns <= now_ns and key not in self._staged:
                 self.compact(key)
                 done += 1
         return done
@@ -762,7 +767,7 @@ class ArchiveWriter(BufferedWriter):
         """Nothing to stop in-process (see ``WriterProcess.shutdown``)."""
 
     def statistics(self) -> WriterStatistics:
-        pending = len(self._pending) + sum(t.num_rows for t in self._retry.values())
+        pending = len(self._pending) + sum(t.num_rows for ts in self._staged.values() for t in ts)
         return WriterStatistics(
             rows_written=self._rows,
             raw_rows=self._raw,

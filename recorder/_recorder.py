@@ -71,6 +71,10 @@ class RecorderConfig:
     """Processes on this host sharing the per-IP connection limits (``--workers``)."""
     writer_process: bool = True
     """Encode and write Parquet in a child process, on another core than the receive loop."""
+    encode_interval: float = 1.0
+    """Seconds between handing buffered messages to the writer to be encoded; they are
+    written to disk every ``flush_interval``. Encoding as they come keeps the buffers small
+    and leaves little to do at each flush (and at shutdown)."""
 
     def __post_init__(self) -> None:
         for j in self.jobs:
@@ -81,6 +85,10 @@ class RecorderConfig:
         if not 0 < self.flush_interval <= 60:
             raise ConfigError(
                 f"flush_interval must be in (0, 60] seconds, got {self.flush_interval}"
+            )
+        if not 0 < self.encode_interval <= 60:
+            raise ConfigError(
+                f"encode_interval must be in (0, 60] seconds, got {self.encode_interval}"
             )
         if not self.jobs:
             raise ConfigError("nothing to record: no venue with streams was configured")
@@ -385,9 +393,17 @@ class Recorder:
         )
 
     async def _flush_loop(self, grace_ns: int) -> None:
+        cfg = self.config
+        next_flush = trio.current_time() + cfg.flush_interval
         while True:
-            await trio.sleep(self.config.flush_interval)
-            await self._flush(grace_ns)
+            await trio.sleep(min(cfg.encode_interval, max(0.0, next_flush - trio.current_time())))
+            if trio.current_time() >= next_flush:
+                await self._flush(grace_ns)
+                next_flush += cfg.flush_interval
+            else:
+                pending = self.writer.take_pending()
+                if pending:
+                    await trio.to_thread.run_sync(self.writer.stage, pending)
 
     async def _flush(self, grace_ns: int) -> None:
         pending = self.writer.take_pending()

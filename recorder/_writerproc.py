@@ -60,8 +60,10 @@ def _child(requests: Connection, replies: Connection, root: str, kwargs: dict[st
         except EOFError:
             return
         try:
-            if op == "flush":
-                result: Any = writer.flush(dict(arg))
+            if op == "stage":
+                result: Any = writer.stage(dict(arg))
+            elif op == "flush":
+                result = writer.flush({})
             elif op == "compact":
                 result = writer.compact_closed_hours(*arg)
             elif op == "recover":
@@ -88,6 +90,7 @@ class WriterProcess(BufferedWriter):
         self._stats = probe.statistics()
         self._pending = PartitionBuffer()
         self._lock = threading.Lock()  # one request in flight at a time
+        self._unwritten: list[Packed] = []
         self._conn: _Pipes | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._start()
@@ -125,10 +128,9 @@ class WriterProcess(BufferedWriter):
                     if attempt == 2:
                         raise ArchiveError(f"archive writer process failed twice: {exc}") from exc
                     log.error("archive writer process died (%s); restarting it", exc)
-                    self._start()
-                    # The new process adopts what the old one left, as after a crash.
-                    self._conn.send(("recover", (time.time_ns(), _NS_PER_HOUR)))
-                    self._conn.recv()
+                    self._restart()
+                    if op == "stage":  # the batch was among those just staged again
+                        return sum(len(r) for _, r in arg)
                     continue
                 self._stats = stats
                 if status == "error":
@@ -136,12 +138,36 @@ class WriterProcess(BufferedWriter):
                 return result
         raise AssertionError("unreachable")
 
-    def flush(self, pending: Mapping[PartitionKey, list[Message]] | None = None) -> int:
+    def _restart(self) -> None:
+        """A fresh child that adopts what the old one left (as after a crash) and is handed
+        again every batch staged since the last completed flush."""
+        self._start()
+        assert self._conn is not None
+        self._conn.send(("recover", (time.time_ns(), _NS_PER_HOUR)))
+        self._conn.recv()
+        for packed in self._unwritten:
+            self._conn.send(("stage", packed))
+            self._conn.recv()
+
+    def stage(self, pending: Mapping[PartitionKey, list[Message]] | None = None) -> int:
+        """Hand the buffered rows to the child to be encoded now (written at the next flush).
+
+        The batch is kept here until a flush completes, so that a child that dies in
+        between can be given it again.
+        """
         if pending is None:
             pending = self.take_pending()
         if not pending:
             return 0
-        return int(self._request("flush", _pack(pending)))
+        packed = _pack(pending)
+        self._unwritten.append(packed)
+        return int(self._request("stage", packed))
+
+    def flush(self, pending: Mapping[PartitionKey, list[Message]] | None = None) -> int:
+        self.stage(pending)
+        written = int(self._request("flush", None))
+        self._unwritten.clear()
+        return written
 
     def compact_closed_hours(self, now_ns: int, grace_ns: int) -> int:
         return int(self._request("compact", (now_ns, grace_ns)))

@@ -7,6 +7,7 @@ archive exactly once, byte-exact, under the right stream -- across the faults in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -196,3 +197,71 @@ async def test_three_thousand_streams_without_tripping_rate_limits(tmp_path: Pat
     assert st.connections_total == 4
     subscribed = {s for e in r.sessions("subscribed") for s in e["streams"]}  # type: ignore[attr-defined]
     assert len(subscribed) == len(streams)
+
+
+class _SpyWriter:
+    """Stands in for the archive writer: notes when the recorder stages and flushes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float]] = []
+        self.buffered = 0
+
+    def take_pending(self) -> dict[str, list[int]]:
+        pending, self.buffered = ({"p": [1] * self.buffered} if self.buffered else {}), 0
+        return pending
+
+    def stage(self, pending: object) -> int:
+        self.calls.append(("stage", trio.current_time()))
+        return 1
+
+    def flush(self, pending: object) -> int:
+        self.calls.append(("flush", trio.current_time()))
+        return 1
+
+    def compact_closed_hours(self, now_ns: int, grace_ns: int) -> int:
+        return 0
+
+
+async def test_messages_are_encoded_every_second_and_written_every_flush_interval(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recorder._recorder import RecorderConfig, VenueJob
+
+    async def inline(fn: Callable[..., object], *args: object) -> object:
+        return fn(*args)  # a worker thread would let the mock clock jump meanwhile
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", inline)
+
+    rec = Recorder(
+        RecorderConfig(
+            root=str(tmp_path),
+            jobs=(VenueJob("binance-spot", ("btcusdt@trade",)),),
+            flush_interval=5.0,
+            encode_interval=1.0,
+            writer_process=False,
+        )
+    )
+    spy = _SpyWriter()
+    rec.writer = spy  # type: ignore[assignment]
+
+    async def produce() -> None:
+        while True:
+            spy.buffered += 1
+            await trio.sleep(0.5)
+
+    with trio.move_on_after(10.5):
+        async with trio.open_nursery() as n:
+            n.start_soon(produce)
+            n.start_soon(rec._flush_loop, 0)
+    assert spy.calls == [
+        ("stage", 1.0),
+        ("stage", 2.0),
+        ("stage", 3.0),
+        ("stage", 4.0),
+        ("flush", 5.0),
+        ("stage", 6.0),
+        ("stage", 7.0),
+        ("stage", 8.0),
+        ("stage", 9.0),
+        ("flush", 10.0),
+    ]

@@ -56,3 +56,21 @@ def test_a_killed_child_is_restarted_and_nothing_is_lost(tmp_path: Path) -> None
     finally:
         w.shutdown()
     assert list(open_archive(str(tmp_path))) == sorted(msgs, key=Message.sort_key)
+
+
+def test_a_child_killed_between_staging_and_writing_loses_nothing(tmp_path: Path) -> None:
+    msgs = mixed_messages(60)
+    w = WriterProcess(str(tmp_path), writer_id="child", fsync=False)
+    try:
+        w.add_many(msgs[:70])
+        assert w.stage() == 70  # encoded in the child, not written yet
+        assert w.statistics().pending_rows == 70
+        assert w._proc is not None
+        os.kill(w._proc.pid, signal.SIGKILL)
+        w._proc.wait(10)
+        w.add_many(msgs[70:])
+        assert w.flush() == len(msgs)  # the fresh child was handed the staged batch again
+        assert w.statistics().pending_rows == 0
+    finally:
+        w.shutdown()
+    assert list(open_archive(str(tmp_path))) == sorted(msgs, key=Message.sort_key)
