@@ -586,18 +586,18 @@ class ArchiveWriter(BufferedWriter):
         meta[(META_PREFIX + "writer").encode()] = self.writer_id.encode()
         table = table.replace_schema_metadata(meta)
         if self.object_store:
-            size = self._put_object(final, table)
+            size = self._put_object(final, table, name)
             self._files += 1
             self._bytes += size
             return size
         if self.local:
-            size = self._write_local(tmp, final_dir, final, table)
+            size = self._write_local(tmp, final_dir, final, table, name)
             self._files += 1
             self._bytes += size
             return size
         try:
             with self.fs.open_output_stream(tmp) as sink:
-                pq.write_table(table, sink, **self._parquet_options(table.schema))
+                pq.write_table(table, sink, **self._parquet_options(table.schema, name))
             if self.fsync:
                 fd = os.open(tmp, os.O_RDONLY)
                 try:
@@ -615,12 +615,12 @@ class ArchiveWriter(BufferedWriter):
         self._bytes += size
         return size
 
-    def _write_local(self, tmp: str, final_dir: str, final: str, table: pa.Table) -> int:
+    def _write_local(self, tmp: str, final_dir: str, final: str, table: pa.Table, name: str) -> int:
         """The local path without a filesystem-layer call per step: with ~1,000 partitions
         per flush those calls cost more than writing the files."""
         try:
             with pa.OSFile(tmp, "wb") as sink:
-                pq.write_table(table, sink, **self._parquet_options(table.schema))
+                pq.write_table(table, sink, **self._parquet_options(table.schema, name))
                 size = int(sink.tell())
             if self.fsync:
                 fd = os.open(tmp, os.O_RDONLY)
@@ -642,27 +642,34 @@ class ArchiveWriter(BufferedWriter):
             raise
         return size
 
-    def _parquet_options(self, schema: pa.Schema) -> dict[str, object]:
-        """Write options: zstd, large row groups, statistics; integers and timestamps (ids,
+    def _parquet_options(self, schema: pa.Schema, name: str) -> dict[str, object]:
+        """Write options: large row groups, statistics; integers and timestamps (ids,
         sequence numbers, times: mostly increasing) delta-encoded, everything else
         dictionary-encoded. Measured on recorded trades: about 20% smaller than dictionary
-        encoding for all columns."""
+        encoding for all columns.
+
+        Compacted files (kept for years) use zstd at ``compression_level``. Part files live
+        for an hour at most and there can be thousands per flush: they use snappy, because
+        setting up zstd for each column chunk made a small part file cost 3x as much to
+        write (0.7-1.0 ms instead of 0.3 ms for 75 trades).
+        """
         delta = [
             f.name
             for f in schema
             if pa.types.is_timestamp(f.type)
             or (pa.types.is_integer(f.type) and f.type.bit_width >= 32)
         ]
+        part = name.startswith("part-")
         return {
-            "compression": "zstd",
-            "compression_level": self.compression_level,
+            "compression": "snappy" if part else "zstd",
+            "compression_level": None if part else self.compression_level,
             "row_group_size": self.row_group_rows,
             "use_dictionary": [n for n in schema.names if n not in delta],
             "column_encoding": dict.fromkeys(delta, "DELTA_BINARY_PACKED") or None,
             "write_statistics": True,
         }
 
-    def _put_object(self, final: str, table: pa.Table) -> int:
+    def _put_object(self, final: str, table: pa.Table, name: str) -> int:
         """Upload ``table`` as one object at ``final``; it is visible only once complete.
 
         The file is encoded in memory first and handed to the stream in one write, so the
@@ -670,7 +677,7 @@ class ArchiveWriter(BufferedWriter):
         sent, and if a part fails the stream refuses to complete the multipart upload.
         """
         buf = pa.BufferOutputStream()
-        pq.write_table(table, buf, **self._parquet_options(table.schema))
+        pq.write_table(table, buf, **self._parquet_options(table.schema, name))
         data = buf.getvalue()
         with self.fs.open_output_stream(final) as sink:
             sink.write(data)
