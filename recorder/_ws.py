@@ -3,8 +3,10 @@
 Why not trio-websocket's client here: the recorder needs the receive time of each frame taken
 when the socket handed over the bytes that completed it, before anything is parsed, and it
 wants no extra task and channel hop per message on its hot path. This client reads the socket
-in the caller's task, stamps ``time.time_ns()`` right after each read, and lets wsproto cut the
-bytes into frames. Pings are answered immediately with the same payload.
+in the caller's task, stamps ``time.time_ns()`` right after each read, and cuts the bytes into
+frames: the common data frames in :mod:`recorder._wsframes`, everything else (control frames,
+fragmented messages, protocol errors) in wsproto. Pings are answered immediately with the
+same payload.
 
 Every transport failure is translated here, at one boundary, into :class:`ConnectionLost`,
 :class:`HandshakeRejected` or :class:`ClosedByPeer`, so the connection task handles one
@@ -18,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import trio
@@ -28,6 +29,17 @@ import wsproto.utilities
 from wsproto.connection import ConnectionState
 
 from recorder._errors import RemoteProtocolError
+from recorder._wsframes import Frame, FrameSplitter
+
+__all__ = [
+    "ClosedByPeer",
+    "ConnectionLost",
+    "Frame",
+    "HandshakeRejected",
+    "TransportError",
+    "WsClient",
+    "connect",
+]
 
 
 class TransportError(Exception):
@@ -61,15 +73,6 @@ class ClosedByPeer(TransportError):
         super().__init__(f"closed by server: {code} {reason}".strip())
         self.code = code
         self.close_reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One complete WebSocket message and its receive time (epoch ns)."""
-
-    recv_ns: int
-    payload: bytes
-    text: bool
 
 
 def _describe(exc: BaseException) -> str:
@@ -107,6 +110,10 @@ class WsClient:
         self._stream = stream
         self._ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
         self._ready: deque[Frame] = deque()
+        self._splitter = FrameSplitter(max_message_size)
+        # Receive time of the read that completed the handshake, while the frames that came
+        # with it wait for the first receive().
+        self._early_ns = 0
         self._parts: list[str | bytes] = []
         self._parts_len = 0
         self._max = max_message_size
@@ -128,30 +135,66 @@ class WsClient:
             await self._stream.send_all(self._ws.send(req))
             status: int | None = None
             body = bytearray()
+            # The response up to the end of its header block. wsproto gets no byte past it
+            # until it has answered: frames that arrive with the 101 go to the splitter, which
+            # must see every frame from the first.
+            head: bytearray | None = bytearray()
             while True:
-                data = await self._stream.receive_some(self._bufsize)
+                data = bytes(await self._stream.receive_some(self._bufsize))
+                recv_ns = time.time_ns()
                 if not data:
                     if status is not None:
                         raise HandshakeRejected(status, bytes(body))
                     raise ConnectionLost("connection closed during the handshake")
-                self._ws.receive_data(bytes(data))
-                for e in self._ws.events():
-                    if isinstance(e, ev.AcceptConnection):
-                        return
-                    if isinstance(e, ev.RejectConnection):
-                        status = e.status_code
-                        if not e.has_body:
-                            raise HandshakeRejected(status, b"")
-                    elif isinstance(e, ev.RejectData):
-                        body += e.data
-                        if e.body_finished:
-                            raise HandshakeRejected(status or 0, bytes(body))
+                rest = b""
+                if head is not None:
+                    start = max(0, len(head) - 3)
+                    head += data
+                    end = head.find(b"\r\n\r\n", start)
+                    if end >= 0:
+                        cut = end + 4 - (len(head) - len(data))
+                        data, rest = data[:cut], data[cut:]
+                        head = None
+                for part in (data, rest):
+                    if not part:
+                        continue
+                    self._ws.receive_data(part)
+                    for e in self._ws.events():
+                        if isinstance(e, ev.AcceptConnection):
+                            if part is data:
+                                self._splitter.feed(rest)
+                            else:
+                                # Not seen from wsproto 1.3: it took frame bytes along with
+                                # the response. They are its now, and so is the stream.
+                                self._splitter.to_wsproto()
+                            # Frames that came with the 101 are parsed by the first receive(),
+                            # so that anything wrong with them is raised there, as from any
+                            # later read.
+                            self._early_ns = recv_ns
+                            return
+                        if isinstance(e, ev.RejectConnection):
+                            status = e.status_code
+                            if not e.has_body:
+                                raise HandshakeRejected(status, b"")
+                        elif isinstance(e, ev.RejectData):
+                            body += e.data
+                            if e.body_finished:
+                                raise HandshakeRejected(status or 0, bytes(body))
 
     async def receive(self) -> Frame:
         """The next complete message. Raises a :class:`TransportError` when the connection ends."""
         while not self._ready:
             if self._closed is not None:
                 raise self._closed
+            if self._early_ns:
+                out = self._absorb(self._early_ns)
+                if self._splitter.passthrough:
+                    # Whatever wsproto may hold from the handshake.
+                    out += self._handle_events(self._early_ns)
+                self._early_ns = 0
+                if out:
+                    await self._send_raw(out)
+                continue
             with _translate():
                 data = await self._stream.receive_some(self._bufsize)
             recv_ns = time.time_ns()
@@ -160,12 +203,26 @@ class WsClient:
                 self._ws.receive_data(None)
                 raise ConnectionLost("connection closed by server without a close frame")
             self.bytes_received += len(data)
-            with _translate():
-                self._ws.receive_data(bytes(data))
-            out = self._handle_events(recv_ns)
+            self._splitter.feed(bytes(data))
+            out = self._absorb(recv_ns)
             if out:
                 await self._send_raw(out)
         return self._ready.popleft()
+
+    def _absorb(self, recv_ns: int) -> bytes:
+        """Turn the bytes fed to the splitter into messages, in stream order: the frames it
+        takes itself, then each piece it hands to wsproto. Returns the bytes to send back."""
+        out = b""
+        splitter = self._splitter
+        ready = self._ready
+        while (chunk := splitter.next(recv_ns, ready)) is not None:
+            with _translate():
+                self._ws.receive_data(chunk)
+            out += self._handle_events(recv_ns)
+            if self._closed is not None:
+                # wsproto parses nothing after a close frame or a protocol error.
+                break
+        return out
 
     def _handle_events(self, recv_ns: int) -> bytes:
         out = b""
