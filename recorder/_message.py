@@ -10,7 +10,7 @@ shows them in order with the data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 SESSION_CHANNEL: Final = "session"
@@ -49,6 +49,9 @@ class SessionEvent:
         "rollover",
         "unsubscribed",
     )
+
+
+_new = object.__new__
 
 
 class Message:
@@ -105,6 +108,35 @@ class Message:
         self.payload = payload
         self._fields = dict(fields) if fields is not None else None
         self._event_ns = event_ns if fields is not None else None
+
+    @classmethod
+    def _replayed(
+        cls,
+        venue: str,
+        stream: str,
+        channel: str,
+        symbol: str,
+        recv_ns: int,
+        conn: str,
+        seq: int,
+        payload: bytes,
+    ) -> Message:
+        """A message read back from the archive, its fields left to be decoded on first use.
+
+        Replay builds millions of these: positional, no keyword parsing and no copy of the
+        fields (the stored columns are what the codec decodes from the payload anyway)."""
+        self = _new(cls)
+        self.venue = venue
+        self.stream = stream
+        self.channel = channel
+        self.symbol = symbol
+        self.recv_ns = recv_ns
+        self.conn = conn
+        self.seq = seq
+        self.payload = payload
+        self._fields = None
+        self._event_ns = None
+        return self
 
     def _decode(self) -> None:
         from recorder._channels import codec_for
@@ -167,3 +199,40 @@ class Message:
             f"symbol={self.symbol!r}, recv_ns={self.recv_ns}, conn={self.conn!r}, "
             f"seq={self.seq}, payload={body!r}{more})"
         )
+
+
+def replayed_messages(
+    metas: Sequence[tuple[str, str, str, str, str]],
+    recvs: Sequence[int],
+    seqs: Sequence[int],
+    payloads: Sequence[bytes],
+    decoded: Sequence[tuple[dict[str, Any], int | None] | None] | None = None,
+) -> Iterator[Message]:
+    """Messages read back from the archive, one per row, made one at a time.
+
+    ``metas`` holds each row's (venue, channel, symbol, stream, conn); ``decoded`` the
+    (fields, event_ns) of rows whose fields cannot be derived from their payload again (an
+    ``unparsed`` frame's error), None for the others. This is :meth:`Message._replayed`
+    inlined: replay spends a large share of its time here. Messages are made lazily so that
+    a consumer that drops each one keeps the cyclic garbage collector idle (a batch of live
+    objects would trigger collections).
+    """
+    new = _new
+    cls = Message
+    if decoded is None:
+        for meta, recv, seq, payload in zip(metas, recvs, seqs, payloads, strict=True):
+            m = new(cls)
+            m.venue, m.channel, m.symbol, m.stream, m.conn = meta
+            m.recv_ns = recv
+            m.seq = seq
+            m.payload = payload
+            m._fields = None
+            m._event_ns = None
+            yield m
+        return
+    for meta, recv, seq, payload, known in zip(metas, recvs, seqs, payloads, decoded, strict=True):
+        venue, channel, symbol, stream, conn = meta
+        m = cls._replayed(venue, stream, channel, symbol, recv, conn, seq, payload)
+        if known is not None:
+            m._fields, m._event_ns = known
+        yield m

@@ -1,34 +1,42 @@
 """Read an archive back as recorder :class:`~recorder.Message` objects, in global order.
 
 Rows are partitioned by receive hour, so every message of hour H lives in hour H's
-partitions: the reader walks the hours in order and, within one hour, k-way merges the files
-of every selected partition by (recv_ns, conn, seq). Each file is read one record batch at a
+partitions: the reader walks the hours in order and, within one hour, merges the files of
+every selected partition by (recv_ns, conn, seq). Each file is read one record batch at a
 time, so memory stays bounded by a few batches per open file, whatever the time span.
+
+All the columnar work (decoding Parquet, rendering payloads from the typed columns with
+:mod:`recorder._render`, merging files in batches) runs in a producer thread, mostly without
+the GIL; the consuming thread only turns the merged columns into :class:`Message` objects.
 """
 
 from __future__ import annotations
 
-import heapq
+import contextlib
+import itertools
+import queue
+import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import trio
 
 from recorder import Message
-from recorder._archive import (
-    PartitionFiles,
-    _unit_cast_schema,
-    archive_schema,
-    list_partitions,
-)
-from recorder._channels import codec_for
+from recorder._archive import PartitionFiles, archive_schema, list_partitions
+from recorder._channels import ChannelCodec, JsonChannel, codec_for
 from recorder._errors import ArchiveError
+from recorder._jsonspec import Obj, Str
+from recorder._message import replayed_messages
 from recorder._paths import PartitionKey
+from recorder._render import payloads, typed_rows
 
 _NS_PER_HOUR = 3_600_000_000_000
 
@@ -70,50 +78,434 @@ class Selection:
         return not (self.end_ns is not None and key.hour_start_ns >= self.end_ns)
 
 
-def _file_messages(
-    fs: pafs.FileSystem, path: str, key: PartitionKey, sel: Selection, batch_rows: int
-) -> Iterator[tuple[int, str, int, Message]]:
-    codec = codec_for(key.venue, key.channel)
+def _read_schema(codec: ChannelCodec) -> pa.Schema:
+    """The schema replay reads a file of ``codec`` as: the archive schema, with the columns
+    that hold few distinct strings (connection, stream, symbol...) dictionary-encoded as
+    Parquet stores them, so that each distinct value is handled once."""
+    cached = _SCHEMAS.get((codec.venue, codec.channel))
+    if cached is not None and cached[0] is codec:
+        return cached[1]
     schema = archive_schema(codec)
-    int_schema = _unit_cast_schema(schema)
-    typed = [f.name for f in codec.typed_fields]
-    try:
-        f = fs.open_input_file(path)
-    except OSError as exc:
-        raise ArchiveError(f"cannot open {path}: {exc}") from exc
-    with f:
+    names = {"conn", "stream"}
+    root = getattr(getattr(codec, "payload", None), "root", None)
+    if type(root) is Obj:
+        names |= {k.node.name for k in root.keys if isinstance(k.node, Str)}
+    fields = [
+        f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in names else f for f in schema
+    ]
+    read = pa.schema(fields, metadata=schema.metadata)
+    _SCHEMAS[(codec.venue, codec.channel)] = (codec, read)
+    return read
+
+
+_SCHEMAS: dict[tuple[str, str], tuple[ChannelCodec, pa.Schema]] = {}
+
+
+_FIRST_ROWS = 1024
+"""Rows of a file's first chunk: a merge round needs a chunk of every file of the hour before
+it can emit anything; the rest of each file is rendered while messages are being made."""
+
+_CHUNK = 4096
+"""Messages handed to the consuming thread at a time: small enough that their payloads are
+allocated while the previous ones are freed (memory stays in cache), large enough that the
+per-chunk work is negligible."""
+
+_QUEUE = 4
+"""Chunks the producer may be ahead of the consumer."""
+
+_THREADS = 2
+"""Threads reading and rendering files ahead of the merge."""
+
+Decoded = tuple[dict[str, Any], int | None]
+
+
+class _Metas:
+    """The (venue, channel, symbol, stream, conn) combinations of one iteration, numbered:
+    rows carry a number, and each message gets the shared strings of its combination."""
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[str, str, str, str, str], int] = {}
+        self.values: list[tuple[str, str, str, str, str]] = []
+        self.objects: npt.NDArray[np.object_] = np.empty(0, dtype=object)
+        self.rank = np.empty(0, np.intp)
+
+    def of(self, key: PartitionKey, stream: pa.Array, conn: pa.Array) -> npt.NDArray[np.intp]:
+        """Every row's number, from its dictionary-encoded stream and connection."""
+        streams = stream.dictionary.to_pylist()
+        conns = conn.dictionary.to_pylist()
+        table = np.array(
+            [self._id((key.venue, key.channel, key.symbol, s, c)) for s in streams for c in conns],
+            dtype=np.intp,
+        )
+        if len(table) == 1:
+            return np.full(len(stream), table[0], np.intp)
+        si = np.asarray(stream.indices.to_numpy(), np.intp)
+        ci = np.asarray(conn.indices.to_numpy(), np.intp)
+        out: npt.NDArray[np.intp] = table[si * len(conns) + ci]
+        return out
+
+    def _id(self, meta: tuple[str, str, str, str, str]) -> int:
+        i = self.ids.get(meta)
+        if i is None:
+            i = self.ids[meta] = len(self.values)
+            self.values.append(meta)
+            self.objects = np.empty(len(self.values), dtype=object)
+            self.objects[:] = self.values
+            conns = sorted({m[4] for m in self.values})
+            rank = {c: r for r, c in enumerate(conns)}
+            self.rank = np.array([rank[m[4]] for m in self.values], np.intp)
+        return i
+
+
+@dataclass
+class _Chunk:
+    """The next rows of a file, rendered (the columnar work, done on a pool thread)."""
+
+    recv: npt.NDArray[np.int64]
+    seq: npt.NDArray[np.int64]
+    stream: pa.Array  # dictionary-encoded
+    conn: pa.Array  # dictionary-encoded
+    payload: pa.Array  # binary
+    decoded: list[Decoded] | None
+    last: bool  # nothing follows in the file
+
+
+class _Source:
+    """One file of a partition, read a chunk at a time.
+
+    ``recv`` .. ``decoded`` hold the rows read but not yet emitted, in file order (which is
+    archive order): a chunk, or more while rows share the merge frontier's receive time. The
+    next chunk is read ahead on a pool thread (decoding Parquet and rendering payloads run
+    mostly without the GIL).
+    """
+
+    def __init__(
+        self,
+        fs: pafs.FileSystem,
+        path: str,
+        key: PartitionKey,
+        sel: Selection,
+        batch_rows: int,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self.key = key
+        self.pool = pool
+        self.next: Future[_Chunk | None] | None = None
+        self.codec = codec_for(key.venue, key.channel)
+        self.schema = _read_schema(self.codec)
+        # Rows whose fields cannot be decoded from the payload again carry the stored ones.
+        self.eager = not isinstance(self.codec, JsonChannel)
+        self.sel = sel
+        self.fs, self.path, self.batch_rows = fs, path, batch_rows
+        self.batches: Iterator[pa.RecordBatch] | None = None
+        self.file: Any = None
+        self.rest: pa.RecordBatch | None = None  # read from the file, not yet rendered
+        self.first = True
+        self.finished = False  # nothing left in the file
+        self.done = False  # nor in ``rest``: what is buffered is all there is
+        self.recv = np.empty(0, np.int64)
+        self.seq = np.empty(0, np.int64)
+        self.meta = np.empty(0, np.intp)
+        self.payload: pa.Array = pa.array([], pa.binary())
+        self.decoded: list[Decoded] = []
+
+    def __len__(self) -> int:
+        return len(self.recv)
+
+    @property
+    def last(self) -> int:
+        return int(self.recv[-1])
+
+    def _open(self) -> Iterator[pa.RecordBatch]:
         try:
-            pf = pq.ParquetFile(f)
+            self.file = self.fs.open_input_file(self.path)
+        except OSError as exc:
+            raise ArchiveError(f"cannot open {self.path}: {exc}") from exc
+        names = [n for n in self.schema.names if pa.types.is_dictionary(self.schema.field(n).type)]
+        try:
+            pf = pq.ParquetFile(self.file, read_dictionary=names)
         except pa.ArrowInvalid as exc:
-            raise ArchiveError(f"cannot read {path}: {exc}") from exc
-        for batch in pf.iter_batches(batch_size=batch_rows):
-            t = pa.Table.from_batches([batch]).cast(schema).cast(int_schema)
-            cols: dict[str, list[Any]] = {n: t.column(n).to_pylist() for n in t.column_names}
-            recv = cols["recv_time"]
-            for i in range(t.num_rows):
-                r = recv[i]
-                if sel.start_ns is not None and r < sel.start_ns:
-                    continue
-                if sel.end_ns is not None and r >= sel.end_ns:
-                    continue
-                fields = {n: cols[n][i] for n in typed}
-                payload = cols["raw"][i]
-                stream = cols["stream"][i]
-                if payload is None:
-                    payload = codec.render(fields, stream, cols["envelope"][i])
-                m = Message(
-                    venue=key.venue,
-                    stream=stream,
-                    channel=key.channel,
-                    symbol=key.symbol,
-                    recv_ns=r,
-                    conn=cols["conn"][i],
-                    seq=cols["seq"][i],
-                    payload=payload,
-                    fields=fields,
-                    event_ns=codec.event_ns(fields),
-                )
-                yield (r, m.conn, m.seq, m)
+            raise ArchiveError(f"cannot read {self.path}: {exc}") from exc
+        # Already on a thread of its own: Arrow's pool would only add switching.
+        batches: Iterator[pa.RecordBatch] = pf.iter_batches(
+            batch_size=self.batch_rows, use_threads=False
+        )
+        return batches
+
+    def _next_batch(self) -> pa.RecordBatch | None:
+        """The file's next batch, cast and cut to the selection; None at its end."""
+        if self.batches is None:
+            self.batches = self._open()
+        while not self.finished:
+            batch = next(self.batches, None)
+            if batch is None:
+                self._close_file()
+                return None
+            if not batch.schema.equals(self.schema):  # files of older schema versions
+                batch = batch.cast(self.schema)
+            batch = self._select(batch)
+            if batch is not None and batch.num_rows:
+                return batch
+        return None
+
+    def _select(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
+        """The batch's rows in the selected time range; None past its end."""
+        start, end = self.sel.start_ns, self.sel.end_ns
+        if start is None and end is None:
+            return batch
+        recv = np.asarray(batch.column("recv_time").view(pa.int64()).to_numpy(), np.int64)
+        keep = np.ones(len(recv), np.bool_)
+        if start is not None:
+            keep &= recv >= start
+        if end is not None:
+            keep &= recv < end
+            if len(recv) and recv[0] >= end:
+                self._close_file()  # files are in receive-time order: nothing more wanted
+                return None
+        return batch if keep.all() else batch.filter(pa.array(keep))
+
+    def _read(self) -> _Chunk | None:
+        """The file's next chunk, rendered; None at its end. Runs on a pool thread, one call
+        at a time per file."""
+        want = min(_FIRST_ROWS, self.batch_rows) if self.first else self.batch_rows
+        self.first = False
+        while self.rest is None or self.rest.num_rows < want:
+            batch = self._next_batch()
+            if batch is None:
+                break
+            self.rest = batch if self.rest is None else _concat(self.rest, batch)
+        if self.rest is None:
+            return None
+        batch, self.rest = self.rest.slice(0, want), self.rest.slice(want)
+        if not self.rest.num_rows:
+            self.rest = None
+        decoded = None
+        if self.eager:
+            codec = self.codec
+            decoded = [(f, codec.event_ns(f)) for f in typed_rows(codec, batch)]
+        return _Chunk(
+            np.asarray(batch.column("recv_time").view(pa.int64()).to_numpy(), np.int64),
+            np.asarray(batch.column("seq").to_numpy(), np.int64),
+            batch.column("stream"),
+            batch.column("conn"),
+            payloads(self.codec, batch),
+            decoded,
+            last=self.rest is None and self.finished,
+        )
+
+    def start(self) -> None:
+        """Start reading the next chunk on the pool."""
+        if self.next is None and not self.done:
+            self.next = self.pool.submit(self._read)
+
+    def load(self, metas: _Metas) -> None:
+        """Append the next chunk of the file to the buffer (and start reading the one after);
+        ``done`` once there is none."""
+        self.start()
+        assert self.next is not None or self.done
+        if self.next is None:
+            return
+        chunk = self.next.result()
+        self.next = None
+        if chunk is None:
+            self.done = True
+            return
+        meta = metas.of(self.key, chunk.stream, chunk.conn)
+        if len(self.recv):
+            self.recv = np.concatenate([self.recv, chunk.recv])
+            self.seq = np.concatenate([self.seq, chunk.seq])
+            self.meta = np.concatenate([self.meta, meta])
+            self.payload = pa.concat_arrays([self.payload, chunk.payload])
+        else:
+            self.recv, self.seq, self.meta, self.payload = (
+                chunk.recv,
+                chunk.seq,
+                meta,
+                chunk.payload,
+            )
+        if chunk.decoded is not None:
+            self.decoded += chunk.decoded
+        if chunk.last:
+            self.done = True
+        else:
+            self.start()
+
+    def take(self, k: int) -> _Rows:
+        """Remove and return the first ``k`` buffered rows."""
+        rows = _Rows(
+            self.recv[:k],
+            self.seq[:k],
+            self.meta[:k],
+            self.payload.slice(0, k),
+            self.decoded[:k] if self.eager else None,
+        )
+        self.recv, self.seq, self.meta = self.recv[k:], self.seq[k:], self.meta[k:]
+        self.payload = self.payload.slice(k)
+        if self.eager:
+            del self.decoded[:k]
+        return rows
+
+    def close(self) -> None:
+        """Stop reading (waiting for a read in progress) and close the file."""
+        if self.next is not None:
+            self.next.cancel()
+            with contextlib.suppress(BaseException):
+                self.next.result()
+            self.next = None
+        self._close_file()
+
+    def _close_file(self) -> None:
+        self.finished = True
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _concat(a: pa.RecordBatch, b: pa.RecordBatch) -> pa.RecordBatch:
+    return pa.Table.from_batches([a, b]).combine_chunks().to_batches()[0]
+
+
+@dataclass
+class _Rows:
+    """Rows in archive order, as columns: taken from one file, or merged and ready to hand
+    to the consuming thread (then ``objects`` holds the meta tuples ``meta`` refers to)."""
+
+    recv: npt.NDArray[np.int64]
+    seq: npt.NDArray[np.int64]
+    meta: npt.NDArray[np.intp]
+    payload: pa.Array
+    decoded: list[Decoded] | None
+    objects: npt.NDArray[np.object_] | None = None
+
+    def messages(self) -> Iterator[Message]:
+        assert self.objects is not None
+        return replayed_messages(
+            self.objects[self.meta].tolist(),
+            self.recv.tolist(),
+            self.seq.tolist(),
+            self.payload.to_pylist(),
+            self.decoded,
+        )
+
+
+def _merged(metas: _Metas, parts: list[_Rows]) -> Iterator[_Rows]:
+    """Rows taken from several files, in (recv_ns, conn, seq) order, in chunks."""
+    recv = np.concatenate([p.recv for p in parts])
+    seq = np.concatenate([p.seq for p in parts])
+    meta = np.concatenate([p.meta for p in parts])
+    payload = pa.concat_arrays([p.payload for p in parts]) if len(parts) > 1 else parts[0].payload
+    decoded = None
+    if any(p.decoded is not None for p in parts):
+        decoded = np.empty(len(recv), dtype=object)
+        start = 0
+        for p in parts:
+            if p.decoded is not None:
+                decoded[start : start + len(p.recv)] = p.decoded
+            start += len(p.recv)
+    order = None
+    if len(parts) > 1:  # one file's rows are in order already
+        rank = metas.rank[meta]
+        keys = (seq, recv) if rank.min() == rank.max() else (seq, rank, recv)
+        order = np.lexsort(keys)
+        recv, seq, meta = recv[order], seq[order], meta[order]
+        if decoded is not None:
+            decoded = decoded[order]
+    for i in range(0, len(recv), _CHUNK):
+        j = i + _CHUNK
+        yield _Rows(
+            recv[i:j],
+            seq[i:j],
+            meta[i:j],
+            payload.slice(i, _CHUNK) if order is None else payload.take(order[i:j]),
+            None if decoded is None else decoded[i:j].tolist(),
+            metas.objects,
+        )
+
+
+def _merge(sources: list[_Source]) -> Iterator[_Rows]:
+    """Merge of the files of one hour, in batches.
+
+    Every round takes, from every file, the buffered rows received before the frontier (the
+    earliest last buffered receive time among files not exhausted): no unread row can sort
+    before them. The rows at the frontier wait for the next round, so that rows with equal
+    receive times are always ordered together; the files whose buffers are left with only
+    such rows (or none) read their next chunk. Memory: about a batch per file.
+    """
+    metas = _Metas()
+    try:
+        for s in sources:
+            s.start()
+        for s in sources:
+            s.load(metas)
+        while True:
+            sources = [s for s in sources if len(s) or not s.done]
+            if not sources:
+                return
+            pending = [s for s in sources if not s.done]
+            frontier = min(s.last for s in pending) if pending else None
+            parts = []
+            for s in sources:
+                k = len(s) if frontier is None else int(np.searchsorted(s.recv, frontier))
+                if k:
+                    parts.append(s.take(k))
+            if parts:
+                yield from _merged(metas, parts)
+            for s in pending:
+                if not len(s) or s.last <= cast(int, frontier):
+                    s.load(metas)
+    finally:
+        for s in sources:
+            s.close()
+
+
+class _Stop(Exception):
+    """The consumer went away: the producer thread ends."""
+
+
+class _Producer:
+    """Runs the merge of every hour in a daemon thread, handing chunks over a bounded queue
+    (the producer is at most ``_QUEUE`` chunks ahead, so memory stays bounded)."""
+
+    def __init__(self, work: Callable[[], Iterator[_Rows]]) -> None:
+        self.queue: queue.Queue[_Rows | BaseException | None] = queue.Queue(_QUEUE)
+        self.stopping = threading.Event()
+        self.work = work
+        self.thread = threading.Thread(target=self._run, name="ticktape-replay", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for rows in self.work():
+                self._put(rows)
+            self._put(None)
+        except _Stop:
+            pass
+        except BaseException as exc:  # handed to the consumer, raised there
+            with contextlib.suppress(_Stop):
+                self._put(exc)
+
+    def _put(self, item: _Rows | BaseException | None) -> None:
+        while True:
+            if self.stopping.is_set():
+                raise _Stop
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[_Rows]:
+        try:
+            while True:
+                item = self.queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.stopping.set()
+            self.thread.join()
 
 
 class ArchiveReader:
@@ -131,17 +523,22 @@ class ArchiveReader:
         return sorted({p.key.hour_start_ns // _NS_PER_HOUR for p in self.partitions})
 
     def __iter__(self) -> Iterator[Message]:
+        # Chained in C: a Python generator between the consumer and the one making the
+        # messages would cost about as much per message as making it.
+        return itertools.chain.from_iterable(r.messages() for r in _Producer(self._rows))
+
+    def _rows(self) -> Iterator[_Rows]:
         by_hour: dict[int, list[PartitionFiles]] = defaultdict(list)
         for p in self.partitions:
             by_hour[p.key.hour_start_ns // _NS_PER_HOUR].append(p)
-        for h in sorted(by_hour):
-            streams = [
-                _file_messages(self.fs, path, p.key, self.selection, self.batch_rows)
-                for p in by_hour[h]
-                for path in p.paths
-            ]
-            for _, _, _, m in heapq.merge(*streams, key=lambda t: (t[0], t[1], t[2])):
-                yield m
+        with ThreadPoolExecutor(_THREADS, thread_name_prefix="ticktape-replay-read") as pool:
+            for h in sorted(by_hour):
+                sources = [
+                    _Source(self.fs, path, p.key, self.selection, self.batch_rows, pool)
+                    for p in by_hour[h]
+                    for path in p.paths
+                ]
+                yield from _merge(sources)
 
     async def aiter(
         self, *, speed: float | None = None, clock: Callable[[], float] = trio.current_time
