@@ -133,6 +133,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                             sum(s.messages for s in st.shards),
                             st.writer.pending_rows,
                             st.writer.rows_written,
+                            rss_kb() // 1024,
                         )
                     )
                 if cap_mb is not None and mb > cap_mb:
