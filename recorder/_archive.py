@@ -43,10 +43,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from recorder._channels import ChannelCodec, RawChannel, codec_for
+from recorder._channels import ChannelCodec, JsonChannel, RawChannel, codec_for
 from recorder._columnar import ColumnarEncoder, encoder_for
 from recorder._errors import ArchiveError, RemoteProtocolError
-from recorder._message import UNPARSED_CHANNEL, Message
+from recorder._message import UNPARSED_CHANNEL, Message, replayed_messages
 from recorder._paths import PartitionKey, date_hour, encode_value, parse_relpath
 from recorder._storage import ArchiveRoot, open_archive_root, redact
 
@@ -112,39 +112,31 @@ def _unit_cast_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def table_to_messages(table: pa.Table, key: PartitionKey) -> list[Message]:
-    """Rebuild messages from archive rows (the inverse of what the writer stores)."""
+    """Rebuild messages from archive rows (the inverse of what the writer stores).
+
+    Payloads are rendered a batch at a time (:mod:`recorder._render`). A JSON channel's
+    fields are decoded from the payload on first use (the writer stored what decoding
+    gives); other channels' come from the typed columns (an ``unparsed`` frame's error is
+    not in its bytes)."""
+    from recorder._render import payloads, typed_rows
+
     codec = codec_for(key.venue, key.channel)
-    table = table.cast(_unit_cast_schema(table.schema))
-    typed_names = [f.name for f in codec.typed_fields]
-    cols = {name: table.column(name).to_pylist() for name in table.column_names}
-    out: list[Message] = []
-    n = table.num_rows
-    recv = cols["recv_time"]
-    conn = cols["conn"]
-    seq = cols["seq"]
-    stream = cols["stream"]
-    env = cols["envelope"]
-    raw = cols["raw"]
-    for i in range(n):
-        fields = {name: cols[name][i] for name in typed_names}
-        payload = raw[i]
-        if payload is None:
-            payload = codec.render(fields, stream[i], env[i])
-        out.append(
-            Message(
-                venue=key.venue,
-                stream=stream[i],
-                channel=key.channel,
-                symbol=key.symbol,
-                recv_ns=recv[i],
-                conn=conn[i],
-                seq=seq[i],
-                payload=payload,
-                fields=fields,
-                event_ns=codec.event_ns(fields),
-            )
+    decoded = None
+    if not isinstance(codec, JsonChannel):
+        decoded = [(f, codec.event_ns(f)) for f in typed_rows(codec, table)]
+    where = (key.venue, key.channel, key.symbol)
+    streams = table.column("stream").to_pylist()
+    conns = table.column("conn").to_pylist()
+    metas = [(*where, s, c) for s, c in zip(streams, conns, strict=True)]
+    return list(
+        replayed_messages(
+            metas,
+            table.column("recv_time").cast(pa.int64()).to_pylist(),
+            table.column("seq").to_pylist(),
+            payloads(codec, table).to_pylist(),
+            decoded,
         )
-    return out
+    )
 
 
 def as_unparsed(m: Message, error: str, expected_channel: str) -> Message:
@@ -365,6 +357,26 @@ def _encode_rows(
     return table, raw_rows, bad
 
 
+_Staged = tuple[pa.Table, list[PartitionKey]]
+"""An ``_encode`` result (with its ``__part`` column) and the partitions it indexes."""
+
+
+def _merge_staged(items: list[_Staged]) -> tuple[list[PartitionKey], pa.Table]:
+    """One table (sorted by partition, then archive order) out of a channel's staged ones,
+    its ``__part`` column renumbered over the returned list of partitions."""
+    if len(items) == 1:
+        table, keys = items[0]
+        return keys, table
+    ids: dict[PartitionKey, int] = {}
+    tables = []
+    for table, keys in items:
+        remap = np.array([ids.setdefault(k, len(ids)) for k in keys], dtype=np.int32)
+        part = remap[np.asarray(table.column(_PART).to_numpy(), dtype=np.int32)]
+        tables.append(table.set_column(table.num_columns - 1, _PART, pa.array(part)))
+    merged = pa.concat_tables(tables).sort_by([(_PART, "ascending"), *_ORDER])
+    return list(ids), merged
+
+
 def _split_parts(table: pa.Table, schema: pa.Schema, count: int) -> list[pa.Table]:
     """The rows of each partition index 0..count-1 of an ``_encode`` result, in ``schema``."""
     part = np.asarray(table.column(_PART).to_numpy(), dtype=np.int32)
@@ -457,7 +469,7 @@ class ArchiveWriter(BufferedWriter):
         self.fsync = fsync and self.local
         self._pending = PartitionBuffer()
         self._dirs: set[str] = set()
-        self._staged: dict[PartitionKey, list[pa.Table]] = defaultdict(list)
+        self._staged: dict[tuple[str, str], list[_Staged]] = defaultdict(list)
         self._parts: dict[PartitionKey, list[str]] = defaultdict(list)
         self._counter = 0
         self._schemas: dict[tuple[str, str], pa.Schema] = {}
@@ -525,9 +537,10 @@ class ArchiveWriter(BufferedWriter):
             unparsed[
                 PartitionKey(key.venue, UNPARSED_CHANNEL, key.symbol, key.date, key.hour)
             ].append(um)
-        for (key, _), t in zip(batch, _split_parts(table, schema, len(batch)), strict=True):
-            if t.num_rows:
-                self._staged[key].append(t)
+        if table.num_rows:
+            # One table per (venue, channel) and stage, split into partitions only when
+            # written: thousands of small per-partition tables cost more memory than rows.
+            self._staged[(venue, channel)].append((table, [k for k, _ in batch]))
         return int(table.num_rows)
 
     def flush(self, pending: Mapping[PartitionKey, list[Message] | Rows] | None = None) -> int:
@@ -540,12 +553,14 @@ class ArchiveWriter(BufferedWriter):
         self.stage(pending)
         staged, self._staged = self._staged, defaultdict(list)
         written = 0
-        for key, tables in staged.items():
-            t = tables[0] if len(tables) == 1 else pa.concat_tables(tables).sort_by(_ORDER)
-            if self._write_part(key, t):
-                written += t.num_rows
-                if key.channel == UNPARSED_CHANNEL:
-                    self._unparsed += t.num_rows
+        for (venue, channel), items in staged.items():
+            _, schema = self._schema(venue, channel)
+            keys, table = _merge_staged(items)
+            for key, t in zip(keys, _split_parts(table, schema, len(keys)), strict=True):
+                if t.num_rows and self._write_part(key, t):
+                    written += t.num_rows
+                    if channel == UNPARSED_CHANNEL:
+                        self._unparsed += t.num_rows
         self._rows += written
         return written
 
@@ -563,7 +578,8 @@ class ArchiveWriter(BufferedWriter):
                 name,
                 redact(str(exc)),
             )
-            self._staged[key].append(table)
+            part = pa.array(np.zeros(table.num_rows, dtype=np.int32))
+            self._staged[(key.venue, key.channel)].append((table.append_column(_PART, part), [key]))
             return False
         self._parts[key].append(name)
         return True
@@ -688,8 +704,9 @@ class ArchiveWriter(BufferedWriter):
     def compact_closed_hours(self, now_ns: int, grace_ns: int) -> int:
         """Compact every partition whose hour ended at least ``grace_ns`` before ``now_ns``."""
         done = 0
+        staged = {k for items in self._staged.values() for _, keys in items for k in keys}
         for key in sorted(self._parts):
-            if key.hour_end_ns + grace_ns <= now_ns and key not in self._staged:
+            if key.hour_end_ns + grace_ns <= now_ns and key not in staged:
                 self.compact(key)
                 done += 1
         return done
@@ -774,7 +791,8 @@ class ArchiveWriter(BufferedWriter):
         """Nothing to stop in-process (see ``WriterProcess.shutdown``)."""
 
     def statistics(self) -> WriterStatistics:
-        pending = len(self._pending) + sum(t.num_rows for ts in self._staged.values() for t in ts)
+        staged = sum(t.num_rows for items in self._staged.values() for t, _ in items)
+        pending = len(self._pending) + staged
         return WriterStatistics(
             rows_written=self._rows,
             raw_rows=self._raw,
