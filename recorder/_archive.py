@@ -32,6 +32,7 @@ import posixpath
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Final
@@ -470,6 +471,7 @@ class ArchiveWriter(BufferedWriter):
         self._pending = PartitionBuffer()
         self._dirs: set[str] = set()
         self._staged: dict[tuple[str, str], list[_Staged]] = defaultdict(list)
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ticktape-write")
         self._parts: dict[PartitionKey, list[str]] = defaultdict(list)
         self._counter = 0
         self._schemas: dict[tuple[str, str], pa.Schema] = {}
@@ -552,37 +554,53 @@ class ArchiveWriter(BufferedWriter):
         """
         self.stage(pending)
         staged, self._staged = self._staged, defaultdict(list)
-        written = 0
+        jobs: list[tuple[PartitionKey, pa.Table, str]] = []
         for (venue, channel), items in staged.items():
             _, schema = self._schema(venue, channel)
             keys, table = _merge_staged(items)
             for key, t in zip(keys, _split_parts(table, schema, len(keys)), strict=True):
-                if t.num_rows and self._write_part(key, t):
-                    written += t.num_rows
-                    if channel == UNPARSED_CHANNEL:
-                        self._unparsed += t.num_rows
+                if t.num_rows:
+                    self._counter += 1
+                    name = f"part-{self.writer_id}-{self.session}-{self._counter:06d}.parquet"
+                    jobs.append((key, t, name))
+        # Files are written by a few threads: Parquet encoding releases the GIL and fsyncs
+        # (or uploads) overlap, and a flush may have thousands of small partitions.
+        results = (
+            self._pool.map(self._try_write, jobs) if len(jobs) > 1 else map(self._try_write, jobs)
+        )
+        written = 0
+        for (key, t, name), res in zip(jobs, results, strict=True):
+            if isinstance(res, OSError):
+                self._write_failed(key, name, t, res)
+                continue
+            self._files += 1
+            self._bytes += res
+            self._parts[key].append(name)
+            written += t.num_rows
+            if key.channel == UNPARSED_CHANNEL:
+                self._unparsed += t.num_rows
         self._rows += written
         return written
 
-    def _write_part(self, key: PartitionKey, table: pa.Table) -> bool:
-        self._counter += 1
-        name = f"part-{self.writer_id}-{self.session}-{self._counter:06d}.parquet"
+    def _try_write(self, job: tuple[PartitionKey, pa.Table, str]) -> int | OSError:
+        key, table, name = job
         try:
-            self._atomic_write(key, name, table)
+            return self._atomic_write(key, name, table)
         except OSError as exc:
-            self._errors += 1
-            self._last_error = redact(f"{type(exc).__name__}: {exc}")
-            log.error(
-                "could not write %s/%s (kept in memory, will retry): %s",
-                key.relpath(),
-                name,
-                redact(str(exc)),
-            )
-            part = pa.array(np.zeros(table.num_rows, dtype=np.int32))
-            self._staged[(key.venue, key.channel)].append((table.append_column(_PART, part), [key]))
-            return False
-        self._parts[key].append(name)
-        return True
+            return exc
+
+    def _write_failed(self, key: PartitionKey, name: str, table: pa.Table, exc: OSError) -> None:
+        """Count and log a failed part write; its rows stay staged for the next flush."""
+        self._errors += 1
+        self._last_error = redact(f"{type(exc).__name__}: {exc}")
+        log.error(
+            "could not write %s/%s (kept in memory, will retry): %s",
+            key.relpath(),
+            name,
+            redact(str(exc)),
+        )
+        part = pa.array(np.zeros(table.num_rows, dtype=np.int32))
+        self._staged[(key.venue, key.channel)].append((table.append_column(_PART, part), [key]))
 
     def _atomic_write(
         self,
@@ -602,15 +620,9 @@ class ArchiveWriter(BufferedWriter):
         meta[(META_PREFIX + "writer").encode()] = self.writer_id.encode()
         table = table.replace_schema_metadata(meta)
         if self.object_store:
-            size = self._put_object(final, table, name)
-            self._files += 1
-            self._bytes += size
-            return size
+            return self._put_object(final, table, name)
         if self.local:
-            size = self._write_local(tmp, final_dir, final, table, name)
-            self._files += 1
-            self._bytes += size
-            return size
+            return self._write_local(tmp, final_dir, final, table, name)
         try:
             with self.fs.open_output_stream(tmp) as sink:
                 pq.write_table(table, sink, **self._parquet_options(table.schema, name))
@@ -626,10 +638,7 @@ class ArchiveWriter(BufferedWriter):
             with contextlib.suppress(OSError):
                 self.fs.delete_file(tmp)
             raise
-        size = self.fs.get_file_info(final).size or 0
-        self._files += 1
-        self._bytes += size
-        return size
+        return self.fs.get_file_info(final).size or 0
 
     def _write_local(self, tmp: str, final_dir: str, final: str, table: pa.Table, name: str) -> int:
         """The local path without a filesystem-layer call per step: with ~1,000 partitions
@@ -739,9 +748,10 @@ class ArchiveWriter(BufferedWriter):
         )
         absorbed.extend(parts)
         merged = merged.replace_schema_metadata(schema.metadata)
-        self._atomic_write(
+        self._bytes += self._atomic_write(
             key, data_name, merged, {META_PREFIX + "parts": orjson.dumps(absorbed).decode()}
         )
+        self._files += 1
         for p in parts:
             self.fs.delete_file(posixpath.join(dir_, p))
         self._parts.pop(key, None)
@@ -788,7 +798,8 @@ class ArchiveWriter(BufferedWriter):
             self.compact_closed_hours(now_ns, grace_ns)
 
     def shutdown(self) -> None:
-        """Nothing to stop in-process (see ``WriterProcess.shutdown``)."""
+        """Stop the file-writing threads (see also ``WriterProcess.shutdown``)."""
+        self._pool.shutdown(wait=True)
 
     def statistics(self) -> WriterStatistics:
         staged = sum(t.num_rows for items in self._staged.values() for t, _ in items)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import pickle
+import queue
 import subprocess
 import sys
 import threading
@@ -52,15 +53,30 @@ def _pack(pending: Mapping[PartitionKey, list[Message]]) -> Packed:
 
 
 def _child(requests: Connection, replies: Connection, root: str, kwargs: dict[str, Any]) -> None:
-    """The writer process: requests in, results (or the error text) out. It ends when the
-    parent goes away (end of file on the request pipe)."""
+    """The writer process: requests in, results (or the error text) out, in order. It ends
+    when the parent goes away (end of file on the request pipe).
+
+    A thread drains the request pipe into a queue while the main thread works, so that the
+    parent's batches never wait in its memory (as Python objects) for a long flush to end.
+    """
     writer = ArchiveWriter(root, **kwargs)
+    inbox: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
+
+    def drain() -> None:
+        while True:
+            try:
+                inbox.put(requests.recv())
+            except (EOFError, OSError):
+                inbox.put(None)
+                return
+
+    threading.Thread(target=drain, name="requests", daemon=True).start()
     conn = replies
     while True:
-        try:
-            op, arg = requests.recv()
-        except EOFError:
+        item = inbox.get()
+        if item is None:
             return
+        op, arg = item
         try:
             if op == "stage":
                 result: Any = writer.stage(dict(pickle.loads(arg)))
@@ -95,6 +111,9 @@ class WriterProcess(BufferedWriter):
         self._pending = PartitionBuffer()
         self._lock = threading.Lock()  # one request in flight at a time
         self._unwritten: list[tuple[int, bytes]] = []
+        self._unwritten_rows = 0  # rows in ``_unwritten``
+        self._retained = 0  # rows the child kept staged after the last flush (write errors)
+        self._in_flight = 0  # stages sent whose reply was not read yet
         self._conn: _Pipes | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._start()
@@ -120,44 +139,57 @@ class WriterProcess(BufferedWriter):
         self._conn = _Pipes(Connection(req_w, readable=False), Connection(rep_r, writable=False))
 
     # -- requests (worker thread) ------------------------------------------------------------
+    #
+    # Stages are sent without waiting for the child's reply (it may be busy writing a flush);
+    # the replies are collected, in order, before the next request that needs its own.
 
     def _request(self, op: str, arg: Any) -> Any:
         with self._lock:
             for attempt in (1, 2):
                 assert self._conn is not None
                 try:
+                    self._collect_staged()
                     self._conn.send((op, arg))
-                    status, result, stats = self._conn.recv()
-                except (EOFError, OSError, BrokenPipeError) as exc:
+                    return self._reply()
+                except (EOFError, OSError) as exc:
                     if attempt == 2:
                         raise ArchiveError(f"archive writer process failed twice: {exc}") from exc
                     log.error("archive writer process died (%s); restarting it", exc)
-                    restaged = self._restart()
-                    if op == "stage":  # the batch was the last of those staged again
-                        return restaged
-                    continue
-                self._stats = stats
-                if status == "error":
-                    raise ArchiveError(f"archive writer process: {result}")
-                return result
+                    self._restart()
         raise AssertionError("unreachable")
 
-    def _restart(self) -> Any:
+    def _reply(self) -> Any:
+        assert self._conn is not None
+        status, result, stats = self._conn.recv()
+        self._stats = stats
+        if status == "error":
+            raise ArchiveError(f"archive writer process: {result}")
+        return result
+
+    def _collect_staged(self) -> None:
+        """Read the replies to stages sent so far; the first error is raised after all."""
+        error: ArchiveError | None = None
+        while self._in_flight:
+            self._in_flight -= 1
+            try:
+                self._reply()
+            except ArchiveError as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+    def _restart(self) -> None:
         """A fresh child that adopts what the old one left (as after a crash) and is handed
-        again every batch staged since the last completed flush; returns the reply to the
-        last one."""
+        again every batch staged since the last completed flush."""
         self._start()
+        self._in_flight = 0
         assert self._conn is not None
         self._conn.send(("recover", (time.time_ns(), _NS_PER_HOUR)))
-        self._conn.recv()
-        result = None
+        self._reply()
         for size, blob in self._unwritten:
             data = pa.decompress(blob, decompressed_size=size, codec="lz4", asbytes=True)
             self._conn.send(("stage", data))
-            status, result, self._stats = self._conn.recv()
-            if status == "error":
-                raise ArchiveError(f"archive writer process: {result}")
-        return result
+            self._reply()
 
     def stage(self, pending: Mapping[PartitionKey, list[Message]] | None = None) -> int:
         """Hand the buffered rows to the child to be encoded now (written at the next flush).
@@ -170,14 +202,29 @@ class WriterProcess(BufferedWriter):
             pending = self.take_pending()
         if not pending:
             return 0
-        data = pickle.dumps(_pack(pending), protocol=pickle.HIGHEST_PROTOCOL)
-        self._unwritten.append((len(data), pa.compress(data, codec="lz4", asbytes=True)))
-        return int(self._request("stage", data))
+        packed = _pack(pending)
+        rows = sum(len(r) for _, r in packed)
+        data = pickle.dumps(packed, protocol=pickle.HIGHEST_PROTOCOL)
+        del packed
+        with self._lock:
+            self._unwritten.append((len(data), pa.compress(data, codec="lz4", asbytes=True)))
+            self._unwritten_rows += rows
+            assert self._conn is not None
+            try:
+                self._conn.send(("stage", data))
+                self._in_flight += 1
+            except OSError as exc:
+                log.error("archive writer process died (%s); restarting it", exc)
+                self._restart()  # which stages this batch again, with the others
+        return rows
 
     def flush(self, pending: Mapping[PartitionKey, list[Message]] | None = None) -> int:
         self.stage(pending)
         written = int(self._request("flush", None))
+        # What the child could not write (a full disk) it keeps staged and reports pending.
         self._unwritten.clear()
+        self._unwritten_rows = 0
+        self._retained = self._stats.pending_rows
         return written
 
     def compact_closed_hours(self, now_ns: int, grace_ns: int) -> int:
@@ -201,7 +248,8 @@ class WriterProcess(BufferedWriter):
                 self._proc.kill()
 
     def statistics(self) -> WriterStatistics:
-        return replace(self._stats, pending_rows=self._stats.pending_rows + len(self._pending))
+        pending = len(self._pending) + self._unwritten_rows + self._retained
+        return replace(self._stats, pending_rows=pending)
 
 
 class _Pipes:
