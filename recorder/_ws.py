@@ -126,6 +126,9 @@ class WsClient:
         self.last_activity = trio.current_time()
 
     async def _handshake(self, host: str, target: str, headers: Sequence[tuple[str, str]]) -> None:
+        # No extensions offered (permessage-deflate would set RSV1 on compressed frames): the
+        # splitter takes only frames with the reserved bits clear and hands a frame with any
+        # of them set to wsproto, which then fails the connection.
         req = ev.Request(
             host=host,
             target=target,
