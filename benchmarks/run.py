@@ -1114,10 +1114,11 @@ class Bench:
 
 WHY = {
     "ingest": (
-        "Two halves. (1) The receive path (column *receive-only*) is itself below the "
-        "ceiling: in the Trio-thread profile, wsproto's frame parsing and UTF-8 decoding take "
-        "about half of the busy time and `FanOut.put` a good part of the rest "
-        "(`ArchiveWriter.add` and the order-book keeper parsing every depth message). "
+        "Two halves. (1) The Trio thread: frame parsing is no longer where it goes (data "
+        "frames are cut out of each read by `_wsframes.FrameSplitter`, wsproto sees only "
+        "control frames: compare *receive-only* with the ceiling); in the profile most of its "
+        "busy time is per-message work after receiving, `FanOut.put` (`ArchiveWriter.add` and "
+        "the order-book keeper parsing every depth message) and `classify`. "
         "(2) The writer: every message is decoded, its typed row rendered back and compared "
         "with the payload, and every flush writes one Parquet file per (channel, symbol) "
         "partition with an fsync each (see *the archive writer alone*: µs per message and ms "
@@ -1166,7 +1167,8 @@ KEY_PATHS: dict[str, list[tuple[str, tuple[str, str]]]] = {
     "trio": [
         ("`_connection._receive_loop` (everything per frame)", ("_connection.py", "_receive_loop")),
         ("`_ws.WsClient.receive`", ("_ws.py", "receive")),
-        ("wsproto `events()` (frame parsing, UTF-8 decoding)", ("wsproto/__init__.py", "events")),
+        ("`_wsframes.FrameSplitter._scan` (data frames)", ("_wsframes.py", "_scan")),
+        ("wsproto `events()` (other frames)", ("wsproto/__init__.py", "events")),
         ("`_adapters.BinanceAdapter.classify`", ("_adapters.py", "classify")),
         ("`_recorder.FanOut.put`", ("_recorder.py", "put")),
         ("`_archive.ArchiveWriter.add`", ("_archive.py", "add")),
