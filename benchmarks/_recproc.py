@@ -79,6 +79,8 @@ def first_data_recv_ns(root: str) -> int | None:
 
 def make_config(spec: dict[str, Any]) -> RecorderConfig:
     kw: dict[str, Any] = {}
+    if "writer_process" in spec:
+        kw["writer_process"] = bool(spec["writer_process"])
     if spec.get("ca"):
         names = {f.name for f in dataclasses.fields(RecorderConfig)}
         if "ssl_context" in names:

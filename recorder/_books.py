@@ -47,7 +47,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
 import orjson
@@ -217,9 +217,23 @@ class _DepthEvent:
     first: int
     final: int
     prev_final: int | None
-    bids: list[Parsed]
-    asks: list[Parsed]
     recv_ns: int
+    payload: bytes
+    parsed: tuple[list[Parsed], list[Parsed]] | None
+    """The checked (bids, asks). Dropped while the event waits in a buffer for a snapshot --
+    with hundreds of books syncing under the REST weight limit, buffers hold minutes of
+    events, and the payload is about a tenth of the size of its parsed levels -- and parsed
+    again (the same bytes, so the same result) when the event is applied."""
+
+    def levels(self, usdm: bool) -> tuple[list[Parsed], list[Parsed]]:
+        if self.parsed is not None:
+            return self.parsed
+        again = _parse_depth(self.payload, self.recv_ns, usdm).parsed
+        assert again is not None
+        return again
+
+    def lean(self) -> _DepthEvent:
+        return replace(self, parsed=None)
 
 
 @dataclass
@@ -262,9 +276,9 @@ def _parse_depth(payload: bytes, recv_ns: int, usdm: bool) -> _DepthEvent:
             first=_int(v["U"], "U"),
             final=_int(v["u"], "u"),
             prev_final=_int(v["pu"], "pu") if usdm else None,
-            bids=_levels(v["b"], "b"),
-            asks=_levels(v["a"], "a"),
             recv_ns=recv_ns,
+            payload=payload,
+            parsed=(_levels(v["b"], "b"), _levels(v["a"], "a")),
         )
     except KeyError as exc:
         raise RemoteProtocolError(f"depth event without {exc}") from None
@@ -603,13 +617,13 @@ class BookKeeper:
     def _feed(self, book: _BinanceBook, ev: _DepthEvent) -> None:
         action = book.sync.event(ev.first, ev.final, ev.prev_final)
         if isinstance(action, bn.Apply):
-            book.apply(ev.bids, ev.asks)
+            book.apply(*ev.levels(self._usdm))
             book.applied = True
             self._good(book, ev.recv_ns, "snapshot")
         elif isinstance(action, bn.Discard):
             pass
         elif isinstance(action, bn.Buffer):
-            book.buffer.append(ev)
+            book.buffer.append(ev.lean())
             if len(book.buffer) > self.max_buffer:
                 # No snapshot for too long: start over from the next event (bounded memory).
                 self._overflows += 1
@@ -617,7 +631,7 @@ class BookKeeper:
                 book.sync.reset()
                 log.warning("%s %s: snapshot buffer overflow", self.venue, book.stream)
         elif isinstance(action, bn.NeedSnapshot):
-            book.buffer = [ev]
+            book.buffer = [ev.lean()]
             self._want_snapshot(book)
         elif isinstance(action, bn.Gap):
             if not book.applied:
@@ -625,7 +639,7 @@ class BookKeeper:
             else:
                 why = "pu != previous u" if self._usdm else "U > book update id + 1"
             self._open_gap(book, why, {"expected": action.expected, "got": action.got})
-            book.buffer = [ev]
+            book.buffer = [ev.lean()]
             self._want_snapshot(book)
         else:  # UseSnapshot / SnapshotTooOld come from snapshot(), never from event()
             raise TypeError(f"unexpected depth action {action!r}")
