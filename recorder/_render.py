@@ -89,13 +89,29 @@ def _constant(arr: pa.Array) -> Any:
     """The one value of a non-empty array without nulls, else None (not constant)."""
     if len(arr) == 0 or arr.null_count:
         return None
-    if pa.types.is_dictionary(arr.type) and len(arr.dictionary) == 1:
-        return arr.dictionary[0].as_py()
+    if pa.types.is_dictionary(arr.type):
+        if len(arr.dictionary) == 1:
+            return arr.dictionary[0].as_py()
+        lo, hi = pc.min_max(arr.indices).values()
+        return arr.dictionary[lo.as_py()].as_py() if lo == hi else None
     arr = _plain(arr)
     first = arr[0]
     if len(arr) > 1 and not pc.all(pc.equal(arr, first)).as_py():
         return None
     return first.as_py()
+
+
+def _unescaped(values: pa.Array) -> pa.Array:
+    """Strings that JSON quotes as they are; null for the others (they need escaping)."""
+    if pa.types.is_dictionary(values.type):  # test each distinct string once
+        dictionary = _unescaped(values.dictionary)
+        if dictionary.null_count == 0:
+            return values.dictionary_decode()
+        return dictionary.take(values.indices)
+    plain = pc.match_substring_regex(values, _PLAIN_RE)
+    if pc.all(plain).as_py():
+        return values
+    return pc.if_else(plain, values, _NULL_STR)
 
 
 def _floats(arr: pa.Array) -> Floats:
@@ -328,16 +344,20 @@ def _present(node: Node, batch: pa.RecordBatch | pa.Table) -> pa.Array | bool:
     return present
 
 
-def fast_payloads(codec: ChannelCodec, batch: pa.RecordBatch | pa.Table) -> pa.Array | None:
+def fast_payloads(
+    codec: ChannelCodec, batch: pa.RecordBatch | pa.Table, runs: Sequence[int] | None = None
+) -> pa.Array | None:
     """Payload bytes of every row rendered from the typed columns in batch (binary, null
     where that is not provably exact), or None if the codec is not supported at all.
 
+    ``runs`` splits the batch into consecutive runs of rows (the files it was read from):
+    numbers are formatted for the whole batch, but values that are constant within a run
+    (its stream, its symbol) are then joined in as literal text, one run at a time.
     ``raw`` is not looked at: :func:`payloads` prefers it.
     """
     plan = _plan(codec)
     if plan is None:
         return None
-    n = batch.num_rows
     numbers = _Numbers()
     levels = _Levels(numbers)
     # First pass: what every key needs; numbers are only registered.
@@ -352,7 +372,29 @@ def fast_payloads(codec: ChannelCodec, batch: pa.RecordBatch | pa.Table) -> pa.A
         keys.append((head, _prepare(key.node, batch, numbers, levels), present))
     numbers.run()
     levels.run()
-    # Second pass: the pieces, adjacent literals merged (each piece costs a pass).
+    values = [
+        (head, _finish(prepared, numbers, levels), present) for head, prepared, present in keys
+    ]
+    env = _column(batch, "envelope")
+    stream = _column(batch, "stream")
+    texts = []
+    start = 0
+    for size in runs if runs is not None else [batch.num_rows]:
+        texts.append(_assemble(plan, values, env, stream, start, size))
+        start += size
+    text = texts[0] if len(texts) == 1 else pa.concat_arrays(texts)
+    return text.view(pa.binary())
+
+
+def _assemble(
+    plan: _Plan,
+    values: list[tuple[str, _Value | pa.Array, pa.Array | bool]],
+    env: pa.Array,
+    stream: pa.Array,
+    start: int,
+    n: int,
+) -> pa.Array:
+    """The payloads of rows ``start`` to ``start + n``: one join of literals and slices."""
     pieces: list[Text] = []
 
     def add(*parts: Text) -> None:
@@ -365,21 +407,33 @@ def fast_payloads(codec: ChannelCodec, batch: pa.RecordBatch | pa.Table) -> pa.A
                     continue
             pieces.append(p)
 
-    env = _column(batch, "envelope")
+    def cut(value: _Value | pa.Array) -> _Value:
+        if isinstance(value, _Value):
+            if isinstance(value.text, str):
+                return value
+            return _Value(value.text.slice(start, n), value.before, value.after)
+        strings = value.slice(start, n)  # a string column: constant in a run, or quoted
+        const = _constant(strings)
+        if const is not None:
+            return _Value(_json_str(const))
+        return _Value(_unescaped(strings), '"', '"')
+
+    env = env.slice(start, n)
     envelope = _constant(env)
     wrapped = plan.wrapped and envelope == ENVELOPE_COMBINED
     if wrapped:
-        stream = _column(batch, "stream")
-        name = _constant(stream)
+        names = stream.slice(start, n)
+        name = _constant(names)
         # The stream name goes in as-is, as CombinedEnvelope.join does.
-        add('{"stream":"', _plain(stream) if name is None else name, '","data":')
+        add('{"stream":"', _plain(names) if name is None else name, '","data":')
     add("{")
-    for head, prepared, present in keys:
-        value = _finish(prepared, numbers, levels)
+    for head, value, present in values:
+        part = cut(value)
         if present is True:
-            add(head, *value.parts())
+            add(head, *part.parts())
         else:
-            add(pc.if_else(present, _join(head, value.joined()), _EMPTY))
+            assert not isinstance(present, bool)
+            add(pc.if_else(present.slice(start, n), _join(head, part.joined()), _EMPTY))
     add("}}" if wrapped else "}")
     if not any(isinstance(p, pa.Array) for p in pieces):
         text = pa.array(["".join(p for p in pieces if isinstance(p, str))] * n, pa.string())
@@ -388,9 +442,9 @@ def fast_payloads(codec: ChannelCodec, batch: pa.RecordBatch | pa.Table) -> pa.A
     if not wrapped and envelope != ENVELOPE_NONE:
         text = pc.if_else(pc.equal(env, ENVELOPE_NONE), text, _NULL_STR)
         if plan.wrapped:
-            outer = _join('{"stream":"', _plain(_column(batch, "stream")), '","data":', text, "}")
+            outer = _join('{"stream":"', _plain(stream.slice(start, n)), '","data":', text, "}")
             text = pc.if_else(pc.equal(env, ENVELOPE_COMBINED), outer, text)
-    return text.view(pa.binary())
+    return text
 
 
 def _prepare(
@@ -406,15 +460,7 @@ def _prepare(
         return ("num", numbers.add_int(_column(batch, node.name)), "", "")
     if t is Str:
         assert isinstance(node, Str)
-        values = _column(batch, node.name)
-        const = _constant(values)
-        if const is not None:
-            return _Value(_json_str(const))
-        values = _plain(values)
-        plain = pc.match_substring_regex(values, _PLAIN_RE)
-        if not pc.all(plain).as_py():
-            values = pc.if_else(plain, values, _NULL_STR)
-        return _Value(values, '"', '"')
+        return ("str", _column(batch, node.name))
     if t is Bool:
         assert isinstance(node, Bool)
         values = _column(batch, node.name)
@@ -442,10 +488,13 @@ def _prepare(
     )
 
 
-def _finish(prepared: Any, numbers: _Numbers, levels: _Levels) -> _Value:
+def _finish(prepared: Any, numbers: _Numbers, levels: _Levels) -> _Value | pa.Array:
     if isinstance(prepared, _Value):
         return prepared
     kind = prepared[0]
+    if kind == "str":
+        strings: pa.Array = prepared[1]
+        return strings
     if kind == "num":
         _, ticket, before, after = prepared
         return _Value(numbers.text(ticket), before, after)
@@ -488,8 +537,11 @@ def _nested_ints(arr: pa.Array) -> pa.Array:
     return arr if target == typ else arr.cast(target)
 
 
-def payloads(codec: ChannelCodec, batch: pa.RecordBatch | pa.Table) -> pa.Array:
-    """The exact payload bytes of every row of an archive batch (binary, no nulls).
+def payloads(
+    codec: ChannelCodec, batch: pa.RecordBatch | pa.Table, runs: Sequence[int] | None = None
+) -> pa.Array:
+    """The exact payload bytes of every row of an archive batch (binary, no nulls); ``runs``
+    as for :func:`fast_payloads`.
 
     ``raw`` where the writer kept it, else the batch rendering, else ``codec.render`` row by
     row (which raises, as it always did, for a row that nothing can render).
@@ -497,7 +549,7 @@ def payloads(codec: ChannelCodec, batch: pa.RecordBatch | pa.Table) -> pa.Array:
     raw = _column(batch, "raw")
     if raw.null_count == 0:
         return raw
-    fast = fast_payloads(codec, batch)
+    fast = fast_payloads(codec, batch, runs)
     out = raw if fast is None else pc.coalesce(raw, fast) if raw.null_count < len(raw) else fast
     if out.null_count == 0:
         return out

@@ -13,6 +13,7 @@ the GIL; the consuming thread only turns the merged columns into :class:`Message
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import queue
 import threading
@@ -100,10 +101,6 @@ def _read_schema(codec: ChannelCodec) -> pa.Schema:
 
 _SCHEMAS: dict[tuple[str, str], tuple[ChannelCodec, pa.Schema]] = {}
 
-
-_FIRST_ROWS = 1024
-"""Rows of a file's first chunk: a merge round needs a chunk of every file of the hour before
-it can emit anything; the rest of each file is rendered while messages are being made."""
 
 _CHUNK = 4096
 """Messages handed to the consuming thread at a time: small enough that their payloads are
@@ -199,8 +196,8 @@ class _Source:
         self.fs, self.path, self.batch_rows = fs, path, batch_rows
         self.batches: Iterator[pa.RecordBatch] | None = None
         self.file: Any = None
+        self.constants: dict[str, Callable[[int], pa.Array]] = {}
         self.rest: pa.RecordBatch | None = None  # read from the file, not yet rendered
-        self.first = True
         self.finished = False  # nothing left in the file
         self.done = False  # nor in ``rest``: what is buffered is all there is
         self.recv = np.empty(0, np.int64)
@@ -226,9 +223,12 @@ class _Source:
             pf = pq.ParquetFile(self.file, read_dictionary=names)
         except pa.ArrowInvalid as exc:
             raise ArchiveError(f"cannot read {self.path}: {exc}") from exc
+        if pf.schema_arrow.names == self.schema.names:
+            self.constants = _constant_columns(pf.metadata, self.schema)
+        columns = [n for n in self.schema.names if n not in self.constants]
         # Already on a thread of its own: Arrow's pool would only add switching.
         batches: Iterator[pa.RecordBatch] = pf.iter_batches(
-            batch_size=self.batch_rows, use_threads=False
+            batch_size=self.batch_rows, columns=columns, use_threads=False
         )
         return batches
 
@@ -241,6 +241,16 @@ class _Source:
             if batch is None:
                 self._close_file()
                 return None
+            if self.constants:
+                n = batch.num_rows
+                arrays = [
+                    self.constants[f.name](n) if f.name in self.constants else batch[f.name]
+                    for f in self.schema
+                ]
+                try:
+                    batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+                except (pa.ArrowInvalid, pa.ArrowTypeError):  # types of another version
+                    batch = pa.RecordBatch.from_arrays(arrays, names=self.schema.names)
             if not batch.schema.equals(self.schema):  # files of older schema versions
                 batch = batch.cast(self.schema)
             batch = self._select(batch)
@@ -264,11 +274,10 @@ class _Source:
                 return None
         return batch if keep.all() else batch.filter(pa.array(keep))
 
-    def _read(self) -> _Chunk | None:
-        """The file's next chunk, rendered; None at its end. Runs on a pool thread, one call
-        at a time per file."""
-        want = min(_FIRST_ROWS, self.batch_rows) if self.first else self.batch_rows
-        self.first = False
+    def decode(self) -> pa.RecordBatch | None:
+        """The file's next ``batch_rows`` rows in the selection, not rendered; None at its
+        end. Runs on a pool thread, one call at a time per file."""
+        want = self.batch_rows
         while self.rest is None or self.rest.num_rows < want:
             batch = self._next_batch()
             if batch is None:
@@ -279,6 +288,10 @@ class _Source:
         batch, self.rest = self.rest.slice(0, want), self.rest.slice(want)
         if not self.rest.num_rows:
             self.rest = None
+        return batch
+
+    def chunk(self, batch: pa.RecordBatch, payload: pa.Array) -> _Chunk:
+        """A decoded batch and its payloads, ready for the merge."""
         decoded = None
         if self.eager:
             codec = self.codec
@@ -288,10 +301,20 @@ class _Source:
             np.asarray(batch.column("seq").to_numpy(), np.int64),
             batch.column("stream"),
             batch.column("conn"),
-            payloads(self.codec, batch),
+            payload,
             decoded,
             last=self.rest is None and self.finished,
         )
+
+    def _read(self) -> _Chunk | None:
+        batch = self.decode()
+        return None if batch is None else self.chunk(batch, payloads(self.codec, batch))
+
+    def ready(self, chunk: _Chunk | None) -> None:
+        """Use ``chunk`` as the next one (read and rendered along with other files')."""
+        assert self.next is None
+        self.next = Future()
+        self.next.set_result(chunk)
 
     def start(self) -> None:
         """Start reading the next chunk on the pool."""
@@ -361,6 +384,49 @@ class _Source:
             self.file = None
 
 
+def _constant_columns(
+    md: pq.FileMetaData, schema: pa.Schema
+) -> dict[str, Callable[[int], pa.Array]]:
+    """Columns that the file's statistics show to hold one value (or only nulls), each with
+    how to make it for ``n`` rows: not read at all. Per file and hour, the connection, the
+    stream, the symbol, digit counts and ``raw`` usually are; reading a column costs a fixed
+    price per file, which small files feel."""
+    out: dict[str, Callable[[int], pa.Array]] = {}
+    groups = [md.row_group(g) for g in range(md.num_row_groups)]
+    if not groups:
+        return out
+    for i in range(md.num_columns):
+        name = groups[0].column(i).path_in_schema
+        if name not in schema.names:  # a nested column's leaf
+            continue
+        typ = schema.field(name).type
+        stats = [g.column(i).statistics for g in groups]
+        if any(st is None or not st.has_null_count for st in stats):
+            continue
+        if all(st.null_count == g.num_rows for st, g in zip(stats, groups, strict=True)):
+            out[name] = functools.partial(pa.nulls, type=typ)
+            continue
+        if any(st.null_count or not st.has_min_max or st.min_raw != st.max_raw for st in stats):
+            continue
+        values = {st.min_raw for st in stats}
+        if len(values) != 1:
+            continue
+        value = values.pop()
+        if (typ == pa.int8() and type(value) is int) or (typ == pa.bool_() and type(value) is bool):
+            out[name] = functools.partial(pa.repeat, pa.scalar(value, typ))
+        elif isinstance(value, bytes) and len(value) < 64:  # never a truncated statistic
+            text = value.decode()
+            if pa.types.is_dictionary(typ) and typ.value_type == pa.string():
+                out[name] = functools.partial(_one_string, pa.array([text], pa.string()))
+            elif typ == pa.string():
+                out[name] = functools.partial(pa.repeat, pa.scalar(text, typ))
+    return out
+
+
+def _one_string(dictionary: pa.Array, n: int) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), dictionary)
+
+
 def _concat(a: pa.RecordBatch, b: pa.RecordBatch) -> pa.RecordBatch:
     return pa.Table.from_batches([a, b]).combine_chunks().to_batches()[0]
 
@@ -374,7 +440,7 @@ class _Rows:
     seq: npt.NDArray[np.int64]
     meta: npt.NDArray[np.intp]
     payload: pa.Array
-    decoded: list[Decoded] | None
+    decoded: Sequence[Decoded | None] | None
     objects: npt.NDArray[np.object_] | None = None
 
     def messages(self) -> Iterator[Message]:
@@ -394,35 +460,74 @@ def _merged(metas: _Metas, parts: list[_Rows]) -> Iterator[_Rows]:
     seq = np.concatenate([p.seq for p in parts])
     meta = np.concatenate([p.meta for p in parts])
     payload = pa.concat_arrays([p.payload for p in parts]) if len(parts) > 1 else parts[0].payload
-    decoded = None
+    # Stored fields (few rows): each row's index into ``known``, -1 for none.
+    known: list[Decoded | None] = []
+    which = None
     if any(p.decoded is not None for p in parts):
-        decoded = np.empty(len(recv), dtype=object)
+        which = np.full(len(recv), -1, np.intp)
         start = 0
         for p in parts:
             if p.decoded is not None:
-                decoded[start : start + len(p.recv)] = p.decoded
+                which[start : start + len(p.recv)] = np.arange(len(known), len(known) + len(p.recv))
+                known += p.decoded
             start += len(p.recv)
     order = None
     if len(parts) > 1:  # one file's rows are in order already
         rank = metas.rank[meta]
-        keys = (seq, recv) if rank.min() == rank.max() else (seq, rank, recv)
-        order = np.lexsort(keys)
+        if rank.min() == rank.max():
+            order = np.lexsort((seq, recv))
+        elif seq.min() >= 0 and seq.max() < 2**47 and rank.max() < 2**15:
+            order = np.lexsort(((rank << 47) | seq, recv))  # one key: half the passes
+        else:
+            order = np.lexsort((seq, rank, recv))
         recv, seq, meta = recv[order], seq[order], meta[order]
-        if decoded is not None:
-            decoded = decoded[order]
+        if which is not None:
+            which = which[order]
     for i in range(0, len(recv), _CHUNK):
         j = i + _CHUNK
+        decoded = None
+        if which is not None and which[i:j].max() >= 0:
+            decoded = [known[k] if k >= 0 else None for k in which[i:j].tolist()]
         yield _Rows(
             recv[i:j],
             seq[i:j],
             meta[i:j],
             payload.slice(i, _CHUNK) if order is None else payload.take(order[i:j]),
-            None if decoded is None else decoded[i:j].tolist(),
+            decoded,
             metas.objects,
         )
 
 
-def _merge(sources: list[_Source]) -> Iterator[_Rows]:
+def _first_chunks(sources: list[_Source], pool: ThreadPoolExecutor) -> None:
+    """Read every file's first chunk and render those of each channel together.
+
+    Each Arrow call costs microseconds whatever its size, and an hour often holds many small
+    files (a channel per symbol): rendering them one by one would cost more in calls than in
+    work. Later chunks are read ahead file by file."""
+    batches = list(pool.map(_Source.decode, sources))
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, (s, b) in enumerate(zip(sources, batches, strict=True)):
+        if b is None:
+            s.ready(None)
+        else:
+            groups[id(s.codec)].append(i)
+
+    def render(members: list[int]) -> pa.Array:
+        first = sources[members[0]]
+        group = [b for b in (batches[i] for i in members) if b is not None]
+        table = pa.Table.from_batches(group, schema=first.schema).combine_chunks()
+        return payloads(first.codec, table, [b.num_rows for b in group])
+
+    for members, payload in zip(groups.values(), pool.map(render, groups.values()), strict=True):
+        start = 0
+        for i in members:
+            batch = batches[i]
+            assert batch is not None
+            sources[i].ready(sources[i].chunk(batch, payload.slice(start, batch.num_rows)))
+            start += batch.num_rows
+
+
+def _merge(sources: list[_Source], pool: ThreadPoolExecutor) -> Iterator[_Rows]:
     """Merge of the files of one hour, in batches.
 
     Every round takes, from every file, the buffered rows received before the frontier (the
@@ -433,8 +538,7 @@ def _merge(sources: list[_Source]) -> Iterator[_Rows]:
     """
     metas = _Metas()
     try:
-        for s in sources:
-            s.start()
+        _first_chunks(sources, pool)
         for s in sources:
             s.load(metas)
         while True:
@@ -460,6 +564,33 @@ def _merge(sources: list[_Source]) -> Iterator[_Rows]:
 
 class _Stop(Exception):
     """The consumer went away: the producer thread ends."""
+
+
+class _Inline:
+    """An executor that runs everything at once in the calling thread."""
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        f: Future[Any] = Future()
+        try:
+            f.set_result(fn())
+        except BaseException as exc:
+            f.set_exception(exc)
+        return f
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        return [fn(x) for x in items]
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _pool() -> Any:
+    if _THREADS:
+        return ThreadPoolExecutor(_THREADS, thread_name_prefix="ticktape-replay-read")
+    return _Inline()
 
 
 class _Producer:
@@ -525,20 +656,21 @@ class ArchiveReader:
     def __iter__(self) -> Iterator[Message]:
         # Chained in C: a Python generator between the consumer and the one making the
         # messages would cost about as much per message as making it.
-        return itertools.chain.from_iterable(r.messages() for r in _Producer(self._rows))
+        rows = _Producer(self._rows) if _THREADS else self._rows()
+        return itertools.chain.from_iterable(r.messages() for r in rows)
 
     def _rows(self) -> Iterator[_Rows]:
         by_hour: dict[int, list[PartitionFiles]] = defaultdict(list)
         for p in self.partitions:
             by_hour[p.key.hour_start_ns // _NS_PER_HOUR].append(p)
-        with ThreadPoolExecutor(_THREADS, thread_name_prefix="ticktape-replay-read") as pool:
+        with _pool() as pool:
             for h in sorted(by_hour):
                 sources = [
                     _Source(self.fs, path, p.key, self.selection, self.batch_rows, pool)
                     for p in by_hour[h]
                     for path in p.paths
                 ]
-                yield from _merge(sources)
+                yield from _merge(sources, pool)
 
     async def aiter(
         self, *, speed: float | None = None, clock: Callable[[], float] = trio.current_time
