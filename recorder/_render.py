@@ -37,7 +37,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recorder._binance import ENVELOPE_COMBINED, ENVELOPE_NONE, CombinedEnvelope
+from recorder._binance import ENVELOPE_COMBINED, ENVELOPE_NONE, CombinedEnvelope, Reordered
 from recorder._channels import ChannelCodec, JsonChannel, NoEnvelope
 from recorder._jsonspec import (
     DP_EMPTY,
@@ -276,7 +276,8 @@ _SUPPORTED: Final = (Const, Int, Time, Str, Bool, Json, Dec, Levels)
 
 @dataclass(frozen=True)
 class _Plan:
-    keys: tuple[Key, ...]
+    orders: tuple[tuple[Key, ...], ...]  # the key orders, chosen by ``layout`` if several
+    layout: str | None
     wrapped: bool
 
 
@@ -298,19 +299,27 @@ def _make_plan(codec: ChannelCodec) -> _Plan | None:
         return None
     payload = codec.payload
     root = payload.root
-    if type(payload).render is not Payload.render or type(root) is not Obj:
+    if type(payload).render is not Payload.render:
         return None
-    if not root.keys or root.keys[0].optional:  # the first present key decides the commas
+    orders: tuple[tuple[Key, ...], ...]
+    if type(root) is Obj:
+        orders, layout = (root.keys,), None
+    elif type(root) is Reordered:  # Reordered.render: the variant its layout column names
+        orders, layout = tuple(v.keys for v in root.variants), root.column
+    else:
         return None
-    if not all(type(k.node) in _SUPPORTED for k in root.keys):
-        return None
+    for keys in orders:
+        if not keys or keys[0].optional:  # the first present key decides the commas
+            return None
+        if not all(type(k.node) in _SUPPORTED for k in keys):
+            return None
     if type(codec.envelope) is NoEnvelope:
         wrapped = False
     elif type(codec.envelope) is CombinedEnvelope:
         wrapped = True
     else:
         return None
-    return _Plan(root.keys, wrapped)
+    return _Plan(orders, layout, wrapped)
 
 
 def _column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:
@@ -361,34 +370,38 @@ def fast_payloads(
     numbers = _Numbers()
     levels = _Levels(numbers)
     # First pass: what every key needs; numbers are only registered.
-    keys: list[tuple[str, Any, pa.Array | bool]] = []
-    first = True
-    for key in plan.keys:
-        head = ("" if first else ",") + _json_str(key.json) + ":"
-        first = False
+    prepared: dict[str, tuple[Any, pa.Array | bool]] = {}
+    for key in plan.orders[0]:
         present = _present(key.node, batch) if key.optional else True
-        if present is False:
-            continue
-        keys.append((head, _prepare(key.node, batch, numbers, levels), present))
+        if present is not False:
+            prepared[key.json] = (_prepare(key.node, batch, numbers, levels), present)
     numbers.run()
     levels.run()
-    values = [
-        (head, _finish(prepared, numbers, levels), present) for head, prepared, present in keys
-    ]
+    values = {j: (_finish(v, numbers, levels), present) for j, (v, present) in prepared.items()}
     env = _column(batch, "envelope")
     stream = _column(batch, "stream")
+    layout = None if plan.layout is None else _column(batch, plan.layout)
     texts = []
     start = 0
     for size in runs if runs is not None else [batch.num_rows]:
-        texts.append(_assemble(plan, values, env, stream, start, size))
+        order = 0
+        if layout is not None:  # a run that mixes key orders is left to the codec
+            order = _constant(pc.fill_null(layout.slice(start, size), 0))
+            if order is None or not 0 <= order < len(plan.orders):
+                texts.append(pa.nulls(size, pa.string()))
+                start += size
+                continue
+        keys = plan.orders[order]
+        texts.append(_assemble(plan.wrapped, keys, values, env, stream, start, size))
         start += size
     text = texts[0] if len(texts) == 1 else pa.concat_arrays(texts)
     return text.view(pa.binary())
 
 
 def _assemble(
-    plan: _Plan,
-    values: list[tuple[str, _Value | pa.Array, pa.Array | bool]],
+    wrap: bool,
+    keys: tuple[Key, ...],
+    values: dict[str, tuple[_Value | pa.Array, pa.Array | bool]],
     env: pa.Array,
     stream: pa.Array,
     start: int,
@@ -420,14 +433,18 @@ def _assemble(
 
     env = env.slice(start, n)
     envelope = _constant(env)
-    wrapped = plan.wrapped and envelope == ENVELOPE_COMBINED
+    wrapped = wrap and envelope == ENVELOPE_COMBINED
     if wrapped:
         names = stream.slice(start, n)
         name = _constant(names)
         # The stream name goes in as-is, as CombinedEnvelope.join does.
         add('{"stream":"', _plain(names) if name is None else name, '","data":')
     add("{")
-    for head, value, present in values:
+    for i, key in enumerate(keys):
+        if key.json not in values:  # absent from every row
+            continue
+        value, present = values[key.json]
+        head = ("," if i else "") + _json_str(key.json) + ":"
         part = cut(value)
         if present is True:
             add(head, *part.parts())
@@ -441,7 +458,7 @@ def _assemble(
         text = _join(*pieces)
     if not wrapped and envelope != ENVELOPE_NONE:
         text = pc.if_else(pc.equal(env, ENVELOPE_NONE), text, _NULL_STR)
-        if plan.wrapped:
+        if wrap:
             outer = _join('{"stream":"', _plain(stream.slice(start, n)), '","data":', text, "}")
             text = pc.if_else(pc.equal(env, ENVELOPE_COMBINED), outer, text)
     return text
