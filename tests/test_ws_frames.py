@@ -93,14 +93,21 @@ def test_fast_frame_split_at_every_byte(payload: bytes, text: bool) -> None:
     # that completed it, and nothing goes to wsproto.
     a = frame(b"a", 2)
     data = a + frame(payload, 1 if text else 2) + a
+    middle_end = len(data) - len(a)
     for cut in range(len(data) + 1):
-        first_end = len(a) + (len(data) - 2 * len(a))
         expected = [
             Frame(0 if cut >= len(a) else 1, b"a", False),
-            Frame(0 if cut >= first_end else 1, payload, text),
+            Frame(0 if cut >= middle_end else 1, payload, text),
             Frame(0 if cut == len(data) else 1, b"a", False),
         ]
         assert split([data[:cut], data[cut:]]) == expected, cut
+
+
+@pytest.mark.parametrize(("payload", "text"), FAST_CASES[6:])
+def test_long_frame_split_in_its_header_and_payload(payload: bytes, text: bool) -> None:
+    data = frame(payload, 1 if text else 2)
+    for cut in [*range(12), len(data) // 2, len(data) - 1]:
+        assert split([data[:cut], data[cut:]]) == [Frame(1, payload, text)], cut
 
 
 def test_frame_spread_over_many_reads() -> None:
