@@ -43,6 +43,7 @@ rule ``U <= lastUpdateId <= u`` is for REST snapshots only).
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import time
@@ -117,7 +118,8 @@ class BookStatistics:
     errors: int
     """Book messages that could not be parsed (skipped; a gap follows if it mattered)."""
     buffer_overflows: int
-    """Times a stream buffered more than ``max_buffer`` events waiting for a snapshot."""
+    """Times old events were dropped from a stream's buffer waiting for a snapshot (older
+    than ``buffer_window``, or more than ``max_buffer``)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,6 +312,7 @@ class BookKeeper:
         retry_cap: float = 60.0,
         max_concurrent_snapshots: int = 4,
         max_buffer: int = 20_000,
+        buffer_window: float = 10.0,
         checkpoints: bool = True,
         checkpoint_grace: float = 2.0,
         resubscribe_retry: float = 30.0,
@@ -332,6 +335,7 @@ class BookKeeper:
             ("retry_cap", retry_cap),
             ("checkpoint_grace", checkpoint_grace),
             ("resubscribe_retry", resubscribe_retry),
+            ("buffer_window", buffer_window),
         ):
             if not (v >= 0 and math.isfinite(v)):
                 raise ConfigError(f"{name} must be a non-negative number of seconds, got {v}")
@@ -346,6 +350,7 @@ class BookKeeper:
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self.max_buffer = max_buffer
+        self._window_ns = int(buffer_window * 1e9)
         self.checkpoints = checkpoints
         self.checkpoint_grace = checkpoint_grace
         self.resubscribe_retry = resubscribe_retry
@@ -623,13 +628,10 @@ class BookKeeper:
         elif isinstance(action, bn.Discard):
             pass
         elif isinstance(action, bn.Buffer):
-            book.buffer.append(ev.lean())
-            if len(book.buffer) > self.max_buffer:
-                # No snapshot for too long: start over from the next event (bounded memory).
-                self._overflows += 1
-                book.buffer.clear()
-                book.sync.reset()
-                log.warning("%s %s: snapshot buffer overflow", self.venue, book.stream)
+            buf = book.buffer
+            buf.append(ev.lean())
+            if len(buf) > self.max_buffer or buf[0].recv_ns < ev.recv_ns - self._window_ns:
+                self._trim(book, ev.recv_ns)
         elif isinstance(action, bn.NeedSnapshot):
             book.buffer = [ev.lean()]
             self._want_snapshot(book)
@@ -643,6 +645,22 @@ class BookKeeper:
             self._want_snapshot(book)
         else:  # UseSnapshot / SnapshotTooOld come from snapshot(), never from event()
             raise TypeError(f"unexpected depth action {action!r}")
+
+    def _trim(self, book: _BinanceBook, now_ns: int) -> None:
+        """Drop buffered events older than ``buffer_window`` (and beyond ``max_buffer``).
+
+        Any snapshot requested from now on is newer than they are, so it would discard
+        them anyway; keeping them only costs memory -- with hundreds of books waiting their
+        turn under the REST weight limit, minutes of events. Should a snapshot still turn
+        out older than the first event kept, it is fetched again (``snapshots_too_old``).
+        """
+        buf = book.buffer
+        cut = bisect.bisect_left(buf, now_ns - self._window_ns, key=lambda e: e.recv_ns)
+        cut = min(max(cut, len(buf) - self.max_buffer), len(buf) - 1)
+        if cut > 0:
+            del buf[:cut]
+            book.sync.first_update_id = buf[0].first
+            self._overflows += 1
 
     def _want_snapshot(self, book: _BinanceBook) -> None:
         if book.fetching:

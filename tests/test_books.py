@@ -401,7 +401,9 @@ async def test_open_gap_recorded_at_shutdown(autojump_clock: trio.testing.MockCl
     assert keeper.statistics().snapshot_failures >= 3
 
 
-async def test_buffer_overflow_restarts(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_full_buffer_keeps_the_newest_events(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     sink, stream = Sink(), "btcusdt@depth"
     rest = FakeRest([ok(snapshot_body(1, [], []), T0), ok(snapshot_body(20, [], []), T0)])
     keeper = binance_keeper(sink, rest, max_buffer=3)
@@ -409,8 +411,9 @@ async def test_buffer_overflow_restarts(autojump_clock: trio.testing.MockClock) 
         await nursery.start(keeper.run)
         for i in range(10, 15):
             sink.put(depth_msg(stream, i, i, [["1.0", str(i)]], [], T0 + i))
-        await trio.sleep(1)  # the first snapshot (1) answers nobody: the buffer overflowed
-        assert keeper.statistics().buffer_overflows == 1
+        await trio.sleep(1)  # snapshot 1 is older than the first event kept (12): again
+        st = keeper.statistics()
+        assert st.buffer_overflows == 2 and st.snapshots_too_old == 1
         for i in range(15, 22):
             sink.put(depth_msg(stream, i, i, [["1.0", str(i)]], [], T0 + i))
             await trio.sleep(0.01)
@@ -418,6 +421,28 @@ async def test_buffer_overflow_restarts(autojump_clock: trio.testing.MockClock) 
         nursery.cancel_scope.cancel()
     assert keeper.update_id(stream) == 21
     assert as_lists(keeper.book(stream)) == [[["1.0", "21"]], []]
+
+
+async def test_events_older_than_the_buffer_window_are_dropped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # One event a second for 31 s while the snapshot waits; only the last 10 s are kept, so
+    # a snapshot from before them is fetched again and a newer one syncs the book.
+    sink, stream = Sink(), "btcusdt@depth"
+    rest = FakeRest([ok(snapshot_body(25, [], []), T0), ok(snapshot_body(35, [], []), T0)])
+    keeper = binance_keeper(sink, rest, buffer_window=10.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(keeper.run)
+        for i in range(10, 41):
+            sink.put(depth_msg(stream, i, i, [["1.0", str(i)]], [], T0 + i * S))
+        book = keeper._books[stream]
+        assert [e.first for e in book.buffer] == list(range(30, 41))  # type: ignore[attr-defined]
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    st = keeper.statistics()
+    assert st.snapshots_too_old == 1 and st.buffer_overflows == 20
+    assert keeper.update_id(stream) == 40
+    assert as_lists(keeper.book(stream)) == [[["1.0", "40"]], []]
 
 
 def test_non_book_messages_are_ignored_cheaply() -> None:
