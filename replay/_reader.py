@@ -113,6 +113,10 @@ _QUEUE = 4
 _THREADS = 2
 """Threads reading and rendering files ahead of the merge."""
 
+_RENDER_ROWS = 1000000
+"""Rows of small files rendered together: each Arrow call costs microseconds whatever its size,
+yet arrays much larger than this fall out of the CPU's caches between passes."""
+
 Decoded = tuple[dict[str, Any], int | None]
 
 
@@ -505,12 +509,24 @@ def _first_chunks(sources: list[_Source], pool: ThreadPoolExecutor) -> None:
     files (a channel per symbol): rendering them one by one would cost more in calls than in
     work. Later chunks are read ahead file by file."""
     batches = list(pool.map(_Source.decode, sources))
-    groups: dict[int, list[int]] = defaultdict(list)
+    by_codec: dict[int, list[int]] = defaultdict(list)
     for i, (s, b) in enumerate(zip(sources, batches, strict=True)):
         if b is None:
             s.ready(None)
         else:
-            groups[id(s.codec)].append(i)
+            by_codec[id(s.codec)].append(i)
+    # Groups of about _RENDER_ROWS rows: the arrays of each pass then stay in the cache.
+    groups: list[list[int]] = []
+    for members in by_codec.values():
+        rows = _RENDER_ROWS
+        for i in members:
+            batch = batches[i]
+            assert batch is not None
+            if rows + batch.num_rows > _RENDER_ROWS:
+                groups.append([])
+                rows = 0
+            groups[-1].append(i)
+            rows += batch.num_rows
 
     def render(members: list[int]) -> pa.Array:
         first = sources[members[0]]
@@ -518,7 +534,7 @@ def _first_chunks(sources: list[_Source], pool: ThreadPoolExecutor) -> None:
         table = pa.Table.from_batches(group, schema=first.schema).combine_chunks()
         return payloads(first.codec, table, [b.num_rows for b in group])
 
-    for members, payload in zip(groups.values(), pool.map(render, groups.values()), strict=True):
+    for members, payload in zip(groups, pool.map(render, groups), strict=True):
         start = 0
         for i in members:
             batch = batches[i]
