@@ -869,8 +869,11 @@ def list_partitions(
         if key is None:
             continue
         superseded: set[str] = set()
+        # Only part files can be superseded: a compacted partition's footer need not be read
+        # (with one file per symbol and channel, that read is most of a listing's cost).
+        has_parts = any(n.startswith("part-") for n in names)
         for n in names:
-            if n.startswith("data-"):
+            if has_parts and n.startswith("data-"):
                 superseded.update(_listed_parts(_read_schema(fs, posixpath.join(dir_, n))))
         keep = tuple(sorted(posixpath.join(dir_, n) for n in names if n not in superseded))
         gone = tuple(sorted(posixpath.join(dir_, n) for n in names if n in superseded))
