@@ -113,7 +113,7 @@ _QUEUE = 4
 _THREADS = 2
 """Threads reading and rendering files ahead of the merge."""
 
-_RENDER_ROWS = 1000000
+_RENDER_ROWS = 16384
 """Rows of small files rendered together: each Arrow call costs microseconds whatever its size,
 yet arrays much larger than this fall out of the CPU's caches between passes."""
 
