@@ -143,6 +143,31 @@ def test_decimal_text_is_python_formatting_or_nothing(rows: list[tuple[float, in
             assert got == f"{v:.{d}f}", (v, d)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.sampled_from([0.0, -0.0, 0.125, -2.5, 1e15]),
+            st.integers(-(10**12), 10**12).map(lambda i: i / 10**4),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.integers(-2, 20),
+    st.integers(256, 700),
+)
+def test_repeated_values_are_formatted_once_and_exactly(
+    values: list[float], dp: int, n: int
+) -> None:
+    tiled = np.resize(np.array(values, dtype=np.float64), n)  # each value many times
+    dps = np.full(n, dp, dtype=np.int64)
+    got = decimal_text(tiled, dps).to_pylist()
+    for v, text in zip(tiled.tolist(), got, strict=True):
+        if text is not None:
+            assert dp >= 0 and text == f"{v:.{dp}f}", (v, dp)
+
+
 def _decimal(sign: str, whole: int, frac: int, dp: int) -> str:
     return sign + (f"{whole}.{str(frac).zfill(dp)[-dp:]}" if dp else str(whole))
 
@@ -162,7 +187,12 @@ def test_every_decimal_string_of_up_to_15_digits_is_rendered(texts: list[str]) -
     parsed = [parse_decimal(t) for t in texts]
     values = np.array([v for v, _ in parsed], dtype=np.float64)
     dps = np.array([d for _, d in parsed], dtype=np.int64)
-    assert decimal_text(values, dps).to_pylist() == [f"{v:.{d}f}" for v, d in parsed]
+    want = [f"{v:.{d}f}" for v, d in parsed]
+    assert decimal_text(values, dps).to_pylist() == want
+    # Many rows of one digit count take the path that formats each distinct value once.
+    one = np.full(300, dps[0], dtype=np.int64)
+    tiled = np.resize(values[dps == dps[0]], 300)
+    assert decimal_text(tiled, one).to_pylist() == [f"{v:.{dps[0]}f}" for v in tiled.tolist()]
 
 
 PRICE = st.one_of(
