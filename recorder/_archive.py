@@ -29,6 +29,7 @@ import contextlib
 import logging
 import os
 import posixpath
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -472,6 +473,7 @@ class ArchiveWriter(BufferedWriter):
         self._dirs: set[str] = set()
         self._staged: dict[tuple[str, str], list[_Staged]] = defaultdict(list)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ticktape-write")
+        self._lock = threading.RLock()
         self._parts: dict[PartitionKey, list[str]] = defaultdict(list)
         self._counter = 0
         self._schemas: dict[tuple[str, str], pa.Schema] = {}
@@ -504,6 +506,10 @@ class ArchiveWriter(BufferedWriter):
         """
         if pending is None:
             pending = self.take_pending()
+        with self._lock:
+            return self._stage(pending)
+
+    def _stage(self, pending: Mapping[PartitionKey, list[Message] | Rows]) -> int:
         groups: dict[tuple[str, str], list[tuple[PartitionKey, Rows]]] = defaultdict(list)
         for key, rows in pending.items():
             if not isinstance(rows, Rows):
@@ -552,7 +558,13 @@ class ArchiveWriter(BufferedWriter):
         A partition whose write fails (full disk, permissions) stays staged for the next
         flush: the error is counted and logged, and no good data is dropped.
         """
-        self.stage(pending)
+        if pending is None:
+            pending = self.take_pending()
+        with self._lock:  # the recorder stages from one thread while another flushes
+            return self._flush(pending)
+
+    def _flush(self, pending: Mapping[PartitionKey, list[Message] | Rows]) -> int:
+        self._stage(pending)
         staged, self._staged = self._staged, defaultdict(list)
         jobs: list[tuple[PartitionKey, pa.Table, str]] = []
         for (venue, channel), items in staged.items():
@@ -712,6 +724,10 @@ class ArchiveWriter(BufferedWriter):
 
     def compact_closed_hours(self, now_ns: int, grace_ns: int) -> int:
         """Compact every partition whose hour ended at least ``grace_ns`` before ``now_ns``."""
+        with self._lock:
+            return self._compact_closed_hours(now_ns, grace_ns)
+
+    def _compact_closed_hours(self, now_ns: int, grace_ns: int) -> int:
         done = 0
         staged = {k for items in self._staged.values() for _, keys in items for k in keys}
         for key in sorted(self._parts):

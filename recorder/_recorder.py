@@ -393,14 +393,33 @@ class Recorder:
         )
 
     async def _flush_loop(self, grace_ns: int) -> None:
+        """Stage every ``encode_interval``, flush every ``flush_interval``.
+
+        A flush runs beside the staging: the writer may take seconds to write thousands of
+        part files, and the buffers must keep moving out of this process meanwhile. A flush
+        that is due while the previous one still runs is skipped (the next writes it all).
+        """
         cfg = self.config
         next_flush = trio.current_time() + cfg.flush_interval
-        while True:
-            await trio.sleep(min(cfg.encode_interval, max(0.0, next_flush - trio.current_time())))
-            if trio.current_time() >= next_flush:
+        flushing = False
+
+        async def flush() -> None:
+            nonlocal flushing
+            try:
                 await self._flush(grace_ns)
-                next_flush += cfg.flush_interval
-            else:
+            finally:
+                flushing = False
+
+        async with trio.open_nursery() as nursery:
+            while True:
+                now = trio.current_time()
+                await trio.sleep(min(cfg.encode_interval, max(0.0, next_flush - now)))
+                if trio.current_time() >= next_flush:
+                    next_flush += cfg.flush_interval
+                    if not flushing:
+                        flushing = True
+                        nursery.start_soon(flush)
+                        continue
                 pending = self.writer.take_pending()
                 if pending:
                     await trio.to_thread.run_sync(self.writer.stage, pending)

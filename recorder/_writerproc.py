@@ -109,8 +109,10 @@ class WriterProcess(BufferedWriter):
         self.writer_id = probe.writer_id
         self._stats = probe.statistics()
         self._pending = PartitionBuffer()
-        self._lock = threading.Lock()  # one request in flight at a time
-        self._unwritten: list[tuple[int, bytes]] = []
+        self._request_lock = threading.Lock()  # one thread waits for replies at a time
+        self._send_lock = threading.Lock()  # the pipe, the batches and their counts
+        self._unwritten: list[tuple[int, bytes, int]] = []  # (size, lz4 blob, rows)
+        self._broken = False  # a send failed: restart at the next request
         self._unwritten_rows = 0  # rows in ``_unwritten``
         self._retained = 0  # rows the child kept staged after the last flush (write errors)
         self._in_flight = 0  # stages sent whose reply was not read yet
@@ -138,58 +140,67 @@ class WriterProcess(BufferedWriter):
         os.close(rep_w)
         self._conn = _Pipes(Connection(req_w, readable=False), Connection(rep_r, writable=False))
 
-    # -- requests (worker thread) ------------------------------------------------------------
+    # -- requests (worker threads) -----------------------------------------------------------
     #
-    # Stages are sent without waiting for the child's reply (it may be busy writing a flush);
-    # the replies are collected, in order, before the next request that needs its own.
+    # Stages are sent without waiting for the child's reply, and may be sent while another
+    # thread waits for a flush: the child may take seconds to write thousands of part files,
+    # and meanwhile new messages must keep leaving the receive process. The child answers
+    # in order, so a request's reply comes after those of the stages sent before it.
 
-    def _request(self, op: str, arg: Any) -> Any:
-        with self._lock:
+    def _request(self, op: str, arg: Any) -> tuple[Any, int, WriterStatistics]:
+        """Send a request and wait for its reply: (result, number of unwritten batches sent
+        before it, the child's statistics as of its reply)."""
+        with self._request_lock:
             for attempt in (1, 2):
-                assert self._conn is not None
                 try:
-                    self._collect_staged()
-                    self._conn.send((op, arg))
-                    return self._reply()
+                    with self._send_lock:
+                        if self._conn is None or self._broken:
+                            raise OSError("the archive writer process is gone")
+                        before, self._in_flight = self._in_flight, 0
+                        mark = len(self._unwritten)
+                        conn = self._conn
+                        conn.send((op, arg))
+                    error: ArchiveError | None = None
+                    for _ in range(before):
+                        try:
+                            self._reply(conn)
+                        except ArchiveError as exc:
+                            error = error or exc
+                    result = self._reply(conn)
+                    if error is not None:
+                        raise error
+                    return result, mark, self._stats
                 except (EOFError, OSError) as exc:
                     if attempt == 2:
                         raise ArchiveError(f"archive writer process failed twice: {exc}") from exc
                     log.error("archive writer process died (%s); restarting it", exc)
-                    self._restart()
+                    with self._send_lock:
+                        self._restart()
         raise AssertionError("unreachable")
 
-    def _reply(self) -> Any:
-        assert self._conn is not None
-        status, result, stats = self._conn.recv()
+    def _reply(self, conn: _Pipes) -> Any:
+        status, result, stats = conn.recv()
         self._stats = stats
         if status == "error":
             raise ArchiveError(f"archive writer process: {result}")
         return result
 
-    def _collect_staged(self) -> None:
-        """Read the replies to stages sent so far; the first error is raised after all."""
-        error: ArchiveError | None = None
-        while self._in_flight:
-            self._in_flight -= 1
-            try:
-                self._reply()
-            except ArchiveError as exc:
-                error = error or exc
-        if error is not None:
-            raise error
-
     def _restart(self) -> None:
         """A fresh child that adopts what the old one left (as after a crash) and is handed
-        again every batch staged since the last completed flush."""
+        again every batch staged since the last completed flush (send lock held)."""
+        if self._conn is not None:
+            self._conn.close()
         self._start()
         self._in_flight = 0
-        assert self._conn is not None
-        self._conn.send(("recover", (time.time_ns(), _NS_PER_HOUR)))
-        self._reply()
-        for size, blob in self._unwritten:
+        self._broken = False
+        conn = self._conn
+        assert conn is not None
+        conn.send(("recover", (time.time_ns(), _NS_PER_HOUR)))
+        self._reply(conn)
+        for size, blob, _ in self._unwritten:
             data = pa.decompress(blob, decompressed_size=size, codec="lz4", asbytes=True)
-            self._conn.send(("stage", data))
-            self._reply()
+            conn.send(("stage", data))
+            self._reply(conn)
 
     def stage(self, pending: Mapping[PartitionKey, list[Message]] | None = None) -> int:
         """Hand the buffered rows to the child to be encoded now (written at the next flush).
@@ -206,32 +217,36 @@ class WriterProcess(BufferedWriter):
         rows = sum(len(r) for _, r in packed)
         data = pickle.dumps(packed, protocol=pickle.HIGHEST_PROTOCOL)
         del packed
-        with self._lock:
-            self._unwritten.append((len(data), pa.compress(data, codec="lz4", asbytes=True)))
+        blob = pa.compress(data, codec="lz4", asbytes=True)
+        with self._send_lock:
+            self._unwritten.append((len(data), blob, rows))
             self._unwritten_rows += rows
-            assert self._conn is not None
-            try:
-                self._conn.send(("stage", data))
-                self._in_flight += 1
-            except OSError as exc:
-                log.error("archive writer process died (%s); restarting it", exc)
-                self._restart()  # which stages this batch again, with the others
+            if self._conn is not None and not self._broken:
+                try:
+                    self._conn.send(("stage", data))
+                    self._in_flight += 1
+                except OSError as exc:
+                    # The next request restarts the child and hands it this batch again.
+                    log.error("archive writer process died (%s)", exc)
+                    self._broken = True
         return rows
 
     def flush(self, pending: Mapping[PartitionKey, list[Message]] | None = None) -> int:
         self.stage(pending)
-        written = int(self._request("flush", None))
-        # What the child could not write (a full disk) it keeps staged and reports pending.
-        self._unwritten.clear()
-        self._unwritten_rows = 0
-        self._retained = self._stats.pending_rows
-        return written
+        written, mark, stats = self._request("flush", None)
+        with self._send_lock:
+            self._unwritten_rows -= sum(rows for _, _, rows in self._unwritten[:mark])
+            del self._unwritten[:mark]
+        # The child answers a flush before any stage sent during it: what it still holds
+        # then is what it could not write (a full disk), kept for the next flush.
+        self._retained = stats.pending_rows
+        return int(written)
 
     def compact_closed_hours(self, now_ns: int, grace_ns: int) -> int:
-        return int(self._request("compact", (now_ns, grace_ns)))
+        return int(self._request("compact", (now_ns, grace_ns))[0])
 
     def recover(self, now_ns: int, grace_ns: int) -> int:
-        return int(self._request("recover", (now_ns, grace_ns)))
+        return int(self._request("recover", (now_ns, grace_ns))[0])
 
     def shutdown(self) -> None:
         """Stop the child after the last flush (statistics stay available)."""
