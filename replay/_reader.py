@@ -111,7 +111,8 @@ _QUEUE = 4
 """Chunks the producer may be ahead of the consumer."""
 
 _THREADS = 2
-"""Threads reading and rendering files ahead of the merge."""
+"""Threads reading and rendering files ahead of the merge; with 0, everything (merge included)
+runs in the consuming thread."""
 
 _RENDER_ROWS = 16384
 """Rows of small files rendered together: each Arrow call costs microseconds whatever its size,
@@ -657,7 +658,12 @@ class _Producer:
 
 class ArchiveReader:
     """Messages of an archive selection in (recv_ns, conn, seq) order, as a plain iterator or
-    a Trio async iterator (optionally paced by the recorded receive times)."""
+    a Trio async iterator (optionally paced by the recorded receive times).
+
+    Each iteration reads, renders and merges in background threads (a producer and a small
+    pool) that end with it, a few thousand messages ahead of the consumer at most; errors
+    reading the archive are raised in the consuming thread. ``batch_rows`` is how many rows
+    of a file are read at a time."""
 
     def __init__(self, root: str, selection: Selection | None = None, *, batch_rows: int = 8192):
         self.root = root
