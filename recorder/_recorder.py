@@ -426,5 +426,15 @@ class Recorder:
 
     async def _flush(self, grace_ns: int) -> None:
         pending = self.writer.take_pending()
+        started = trio.current_time()
         await trio.to_thread.run_sync(self.writer.flush, pending)
+        took = trio.current_time() - started
+        if took > self.config.flush_interval:
+            log.warning(
+                "the archive writer is falling behind: a flush took %.1f s (flush_interval "
+                "%.1f s); %d rows not on disk yet",
+                took,
+                self.config.flush_interval,
+                self.writer.statistics().pending_rows,
+            )
         await trio.to_thread.run_sync(self.writer.compact_closed_hours, time.time_ns(), grace_ns)

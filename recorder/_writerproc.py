@@ -1,14 +1,16 @@
 """The archive writer in a process of its own.
 
 Decoding every payload, checking that its typed row re-renders exactly, building Arrow
-columns, zstd and fsync cost far more CPU per message than receiving it; in one process they
+columns, Parquet and fsync cost more CPU per message than receiving it; in one process they
 compete with the receive loop for the GIL. :class:`WriterProcess` keeps the receive process
-down to buffering: each flush ships the buffered rows, column by column, through a pipe to a
-child process that runs an ordinary :class:`~recorder._archive.ArchiveWriter` on the other core.
+down to buffering: every stage ships the buffered rows, column by column and pickled, through
+a pipe to a child process that runs an ordinary :class:`~recorder._archive.ArchiveWriter` on
+the other core, and every flush asks it to write what it staged.
 
-It has the same interface as ``ArchiveWriter`` as far as the recorder uses it. A flush is only
-forgotten once the child acknowledged it; if the child dies, it is restarted (recovering its
-own leftovers, as after a crash) and the flush sent again, so no buffered row is lost.
+It has the same interface as ``ArchiveWriter`` as far as the recorder uses it. A staged batch
+is only forgotten once a flush after it completed; if the child dies, it is restarted
+(recovering its own leftovers, as after a crash) and handed those batches again, so no
+buffered row is lost.
 """
 
 from __future__ import annotations

@@ -265,3 +265,32 @@ async def test_messages_are_encoded_every_second_and_written_every_flush_interva
         ("stage", 9.0),
         ("flush", 10.0),
     ]
+
+
+async def test_a_flush_slower_than_the_interval_is_reported(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from recorder._recorder import RecorderConfig, VenueJob
+
+    rec = Recorder(
+        RecorderConfig(
+            root=str(tmp_path),
+            jobs=(VenueJob("binance-spot", ("btcusdt@trade",)),),
+            flush_interval=5.0,
+            writer_process=False,
+        )
+    )
+    slow = rec.writer.flush
+
+    async def run(fn: Callable[..., object], *args: object) -> object:
+        if fn == slow:
+            await trio.sleep(7.5)  # a disk that cannot keep up
+        return fn(*args)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", run)
+    with caplog.at_level("WARNING", logger="ticktape"):
+        await rec._flush(0)
+    assert "falling behind: a flush took 7.5 s (flush_interval 5.0 s)" in caplog.text
