@@ -40,6 +40,7 @@ __all__ = ["ColumnarEncoder", "EncodedBatch", "binary_array", "encoder_for"]
 _CANONICAL: Final = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
 _MAX_SIGNIFICANT: Final = 15  # DBL_DIG: decimal -> float64 -> decimal is exact up to here
 _MAX_DP: Final = 100  # fraction digits are stored as int8
+_CHUNK: Final = 8192  # rows encoded at once
 _WRAP_PREFIX: Final = '{"stream":"'
 _WRAP_INFIX: Final = '","data":'
 
@@ -205,10 +206,24 @@ class ColumnarEncoder:
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._encode(payloads, streams)
+            if len(payloads) <= _CHUNK:
+                return self._encode(payloads, streams)
+            # In chunks: the parsed JSON of a whole batch would set the writer's peak memory.
+            parts = [
+                self._encode(payloads[i : i + _CHUNK], streams[i : i + _CHUNK])
+                for i in range(0, len(payloads), _CHUNK)
+            ]
         finally:
             if enabled:
                 gc.enable()
+        return EncodedBatch(
+            [
+                pa.concat_arrays(list(cols))
+                for cols in zip(*(p.columns for p in parts), strict=True)
+            ],
+            pa.concat_arrays([p.envelope for p in parts]),
+            np.concatenate([p.ok for p in parts]),
+        )
 
     def _encode(self, payloads: Sequence[bytes], streams: Sequence[str]) -> EncodedBatch:
         n = len(payloads)

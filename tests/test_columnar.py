@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from recorder import _archive as arc
 from recorder import _binance as bn
+from recorder import _columnar as columnar
 from recorder._archive import Rows, archive_schema
 from recorder._channels import codec_for
 from recorder._columnar import encoder_for
@@ -221,3 +222,17 @@ def test_batch_encoder_takes_canonical_rows_and_declines_the_rest() -> None:
     assert out.ok.tolist() == [True, False, False, False, False]
     assert out.columns[0][0].as_py() == 400900217
     assert out.columns[2][0].as_py() == 25.3519 and out.columns[3][0].as_py() == 8
+
+
+def test_a_batch_encoded_in_chunks_is_the_same_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = [(s, p) for v, c, s, p in _corpus_frames() if (v, c) == ("binance-spot", "depth")]
+    assert len(frames) > 10
+    enc = encoder_for(codec_for("binance-spot", "depth"))
+    assert enc is not None
+    payloads, streams = [p for _, p in frames], [s for s, _ in frames]
+    whole = enc.encode(payloads, streams)
+    monkeypatch.setattr(columnar, "_CHUNK", 3)
+    chunked = enc.encode(payloads, streams)
+    assert chunked.ok.tolist() == whole.ok.tolist()
+    assert chunked.envelope.equals(whole.envelope)
+    assert [c.to_pylist() for c in chunked.columns] == [c.to_pylist() for c in whole.columns]
