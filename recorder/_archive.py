@@ -216,17 +216,6 @@ class Rows:
             fields=self.fields[i] if self.fields else None,
         )
 
-    def extend(self, other: Rows) -> None:
-        self.recv += other.recv
-        self.conn += other.conn
-        self.seq += other.seq
-        self.stream += other.stream
-        self.payload += other.payload
-        if self.fields or other.fields:
-            self.fields = (self.fields or [None] * (len(self.recv) - len(other.recv))) + (
-                other.fields or [None] * len(other.recv)
-            )
-
 
 _PART: Final = "__part"
 _ORDER: Final = [("recv_time", "ascending"), ("conn", "ascending"), ("seq", "ascending")]
@@ -924,6 +913,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ArchiveWriter",
     "PartitionFiles",
+    "Rows",
     "WriterStatistics",
     "archive_schema",
     "list_partitions",
