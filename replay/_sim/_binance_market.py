@@ -76,6 +76,26 @@ def _kline(m: re.Match[str], period: Callable[[str], int]) -> Parsed | None:
     return Parsed("kline", m.group(1).upper(), period(iv), iv + (tz or ""))
 
 
+def _depth_patterns(
+    p: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Parsed | None]]],
+    speeds: dict[str, int],
+) -> None:
+    """Partial book (``@depth5``...) and diff depth streams, at the venue's update speeds."""
+    speed = "(" + "|".join(re.escape(k) for k in speeds if k) + ")?"
+    p.append(
+        (
+            re.compile(rf"{_SYM}@depth(5|10|20){speed}"),
+            lambda m: Parsed("partial", m.group(1).upper(), speeds[m.group(3) or ""], m.group(2)),
+        )
+    )
+    p.append(
+        (
+            re.compile(rf"{_SYM}@depth{speed}"),
+            lambda m: Parsed("depth", m.group(1).upper(), speeds[m.group(2) or ""]),
+        )
+    )
+
+
 def _spot_patterns() -> None:
     p = _SPOT_PATTERNS
     p.append((re.compile(rf"{_SYM}@trade"), lambda m: Parsed("trade", m.group(1).upper())))
@@ -121,20 +141,7 @@ def _spot_patterns() -> None:
     p.append(
         (re.compile(rf"{_SYM}@blockTrade"), lambda m: Parsed("blockTrade", m.group(1).upper()))
     )
-    p.append(
-        (
-            re.compile(rf"{_SYM}@depth(5|10|20)(@100ms|@1000ms)?"),
-            lambda m: Parsed(
-                "partial", m.group(1).upper(), SPOT_DEPTH_SPEEDS[m.group(3) or ""], m.group(2)
-            ),
-        )
-    )
-    p.append(
-        (
-            re.compile(rf"{_SYM}@depth(@100ms|@1000ms)?"),
-            lambda m: Parsed("depth", m.group(1).upper(), SPOT_DEPTH_SPEEDS[m.group(2) or ""]),
-        )
-    )
+    _depth_patterns(p, SPOT_DEPTH_SPEEDS)
 
 
 def _usdm_patterns() -> None:
@@ -188,20 +195,7 @@ def _usdm_patterns() -> None:
         )
     )
     p.append((re.compile(r"!forceOrder@arr"), lambda m: Parsed("allForceOrder", None, 1000)))
-    p.append(
-        (
-            re.compile(rf"{_SYM}@depth(5|10|20)(@500ms|@100ms)?"),
-            lambda m: Parsed(
-                "partial", m.group(1).upper(), USDM_DEPTH_SPEEDS[m.group(3) or ""], m.group(2)
-            ),
-        )
-    )
-    p.append(
-        (
-            re.compile(rf"{_SYM}@depth(@500ms|@100ms)?"),
-            lambda m: Parsed("depth", m.group(1).upper(), USDM_DEPTH_SPEEDS[m.group(2) or ""]),
-        )
-    )
+    _depth_patterns(p, USDM_DEPTH_SPEEDS)
     p.append(
         (
             re.compile(rf"{_SYM}@rpiDepth@500ms"),
