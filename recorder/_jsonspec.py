@@ -502,6 +502,16 @@ def _render_node(node: Node, row: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
+_CHECKED: dict[type[Node], tuple[str, str, str]] = {
+    # node type: (test that rejects the JSON value x, what was expected, its rendering)
+    Int: ("type(x) is not int or not _LO <= x < _HI", "an integer", "str({})"),
+    Time: ("type(x) is not int or not _LO <= x < _HI", "an integer", "str({})"),
+    Str: ("type(x) is not str", "a string", "_js({})"),
+    Bool: ("type(x) is not bool", "a boolean", "('true' if {} else 'false')"),
+}
+"""Plain nodes whose compiled extract is one type check and one store."""
+
+
 def compile_obj(
     obj: Obj,
 ) -> tuple[Callable[[Any], dict[str, Any]], Callable[[Mapping[str, Any]], str]]:
@@ -545,24 +555,13 @@ def compile_obj(
             ex.append(f"        if x != C{i} or type(x) is not type(C{i}):")
             ex.append(f"            raise Mismatch('unexpected value of ' + {key})")
             value = repr(orjson.dumps(node.value).decode())  # type: ignore[attr-defined]
-        elif t in (Int, Time):
+        elif t in _CHECKED:
+            bad, what, text = _CHECKED[t]
             name = repr(node.name)  # type: ignore[attr-defined]
-            ex.append("        if type(x) is not int or not _LO <= x < _HI:")
-            ex.append(f"            raise Mismatch('expected an integer for ' + {key})")
+            ex.append(f"        if {bad}:")
+            ex.append(f"            raise Mismatch('expected {what} for ' + {key})")
             ex.append(f"        r[{name}] = x")
-            value = f"str(r[{name}])"
-        elif t is Str:
-            name = repr(node.name)  # type: ignore[attr-defined]
-            ex.append("        if type(x) is not str:")
-            ex.append(f"            raise Mismatch('expected a string for ' + {key})")
-            ex.append(f"        r[{name}] = x")
-            value = f"_js(r[{name}])"
-        elif t is Bool:
-            name = repr(node.name)  # type: ignore[attr-defined]
-            ex.append("        if type(x) is not bool:")
-            ex.append(f"            raise Mismatch('expected a boolean for ' + {key})")
-            ex.append(f"        r[{name}] = x")
-            value = f"('true' if r[{name}] else 'false')"
+            value = text.format(f"r[{name}]")
         elif t is Dec:
             name, dp = repr(node.name), repr(node.dp)  # type: ignore[attr-defined]
             ex.append(f"        r[{name}], r[{dp}] = _pd(x)")
