@@ -1181,14 +1181,16 @@ KEY_PATHS: dict[str, list[tuple[str, tuple[str, str]]]] = {
     ],
     "flush": [
         ("`ArchiveWriter.flush`", ("_archive.py", "flush")),
+        ("`ArchiveWriter._stage` (encoding)", ("_archive.py", "_stage")),
         ("`_archive._encode`", ("_archive.py", "_encode")),
-        ("codec `decode` (orjson + typed row)", ("_channels.py", "decode")),
-        ("codec `render` (typed row back to JSON)", ("_channels.py", "render")),
-        ("`_jsonspec.parse_decimal`", ("_jsonspec.py", "parse_decimal")),
-        ("`_jsonspec._json_str`", ("_jsonspec.py", "_json_str")),
-        ("`_archive.ArchiveWriter._atomic_write`", ("_archive.py", "_atomic_write")),
-        ("`pq.write_table`", ("parquet/core.py", "write_table")),
-        ("`os.fsync`", ("~", "<built-in method posix.fsync>")),
+        ("`ColumnarEncoder._encode` (batch encoder)", ("_columnar.py", "_encode")),
+        ("`_columnar._objects` (orjson per payload)", ("_columnar.py", "_objects")),
+        ("`_archive._encode_rows` (per-row path)", ("_archive.py", "_encode_rows")),
+        ("`_archive._merge_staged`", ("_archive.py", "_merge_staged")),
+        (
+            "waiting for the part-file threads (Parquet, fsync, rename)",
+            ("~", "<method 'acquire' of '_thread.lock' objects>"),
+        ),
     ],
 }
 
