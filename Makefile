@@ -28,6 +28,7 @@ LINT_PATHS := recorder replay tests $(wildcard benchmarks notebooks/*.py)
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

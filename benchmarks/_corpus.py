@@ -8,8 +8,8 @@ import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from replay._sim._binance_market import BinanceMarket
-from replay._sim._types import SymbolSpec
+from replay.sim._binance_market import BinanceMarket
+from replay.sim._types import SymbolSpec
 
 CHANNELS = ("trade", "depth@100ms", "bookTicker")
 _BASES = ("BTC", "ETH", "SOL", "BNB", "XRP", "ADA", "DOGE", "TRX", "LINK", "AVAX")

@@ -23,8 +23,8 @@ import orjson
 import pyarrow.parquet as pq
 import trio
 
-from recorder._archive import list_partitions
-from recorder._recorder import Recorder, RecorderConfig, VenueJob
+from recorder import Recorder, RecorderConfig, VenueJob
+from recorder.archive._writer import list_partitions
 
 
 def rss_kb(field: str = "VmRSS", pid: int | str = "self") -> int:

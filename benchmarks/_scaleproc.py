@@ -13,8 +13,8 @@ import orjson
 import trio
 
 from benchmarks._corpus import symbols
-from recorder._recorder import Recorder, RecorderConfig, VenueJob
-from replay._sim import SimConfig, Simulator, VenueConfig
+from recorder import Recorder, RecorderConfig, VenueJob
+from replay.sim import SimConfig, Simulator, VenueConfig
 
 CHANNELS = ("trade", "aggTrade", "bookTicker")
 

@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from benchmarks import _corpus
+from recorder import HOUR_NS
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
@@ -454,11 +455,11 @@ class Bench:
 
     def writer_alone(self, corpus: Path) -> list[str]:
         """The archive writer without the network, in this process: what one flush costs."""
-        from recorder._adapters import make_adapter
-        from recorder._archive import ArchiveWriter
-        from recorder._message import Message
-        from recorder._recorder import VenueJob
-        from recorder._ws import Frame
+        from recorder import VenueJob
+        from recorder.archive._writer import ArchiveWriter
+        from recorder.core._frame import Frame
+        from recorder.core._message import Message
+        from recorder.venues._adapters import make_adapter
 
         frames = _corpus.read(corpus)[:200_000]
         adapter = make_adapter(VenueJob("binance-spot", ("btcusdt@trade",)))
@@ -518,7 +519,7 @@ class Bench:
             f"The first {len(msgs):,} messages of the corpus, one flush: {n_parts} partitions "
             "(one per channel and symbol). `ArchiveWriter.add` per message; `stage` "
             "(decode, typed columns, render and compare, per channel: the batch encoder of "
-            "`recorder/_columnar.py`, the per-row path for rows it declines); "
+            "`recorder/archive/_columnar.py`, the per-row path for rows it declines); "
             "`flush` (one part file per partition: Parquet snappy, fsync, rename, 4 threads).",
             "",
             "| step | msgs/s | µs/msg |",
@@ -633,7 +634,7 @@ class Bench:
                     "fsync": True,
                 },
             )
-        from recorder._archive import ArchiveWriter
+        from recorder.archive._writer import ArchiveWriter
         from replay import open_archive
 
         t0 = time.perf_counter()
@@ -785,12 +786,12 @@ class Bench:
     def write_depth_hour(self, root: Path, n: int) -> tuple[int, int]:
         """One hour of Binance spot diff depth for 20 symbols (``n`` messages, receive times
         spread evenly over the hour), written and compacted; returns (rows, files)."""
-        from recorder._archive import ArchiveWriter
-        from recorder._message import Message
+        from recorder.archive._writer import ArchiveWriter
+        from recorder.core._message import Message
 
         frames = [f for f in _corpus.generate(20, n * 6, seed=11) if b"depthUpdate" in f][:n]
-        hour0 = (time.time_ns() // 3_600_000_000_000 - 2) * 3_600_000_000_000
-        step = 3_600_000_000_000 // max(1, len(frames))
+        hour0 = (time.time_ns() // HOUR_NS - 2) * HOUR_NS
+        step = HOUR_NS // max(1, len(frames))
         w = ArchiveWriter(str(root), writer_id="w0", fsync=False)
         for i, f in enumerate(frames):
             stream = _corpus.stream_of(f)
@@ -809,7 +810,7 @@ class Bench:
             if i % 100_000 == 99_999:
                 w.flush()
         w.flush()
-        w.compact_closed_hours(hour0 + 2 * 3_600_000_000_000, 0)
+        w.compact_closed_hours(hour0 + 2 * HOUR_NS, 0)
         files = len(list(root.rglob("data-*.parquet")))
         return len(frames), files
 
@@ -937,7 +938,7 @@ class Bench:
         measured = res["subscribed_s"]
         bound = lb_plan + floor
         self.md += [
-            f"### Subscribing {n:,} Binance streams (simulator `replay._sim.Simulator`, which "
+            f"### Subscribing {n:,} Binance streams (simulator `replay.sim.Simulator`, which "
             "enforces 5 msgs/s per connection, 1024 streams per connection and 300 "
             "connections per 5 min)",
             "",
@@ -973,7 +974,7 @@ class Bench:
         self.workers()
 
     def workers(self) -> None:
-        from recorder._shard import split_for_workers
+        from recorder.capture._shard import split_for_workers
 
         cfg = self.cfg
         corpus, streams = self.ingest_corpus()
@@ -1036,7 +1037,7 @@ class Bench:
             "### Ingest vs workers",
             "",
             "`ticktape record --workers N` exists: it starts N processes, each recording the "
-            "share `recorder._shard.split_for_workers(streams, i, N)` with writer id `w<i>` into "
+            "share `split_for_workers(streams, i, N)` with writer id `w<i>` into "
             "the same archive. The benchmark starts the same N processes itself (its recorder "
             "wrapper, so that each stops when its messages are in, and times are exact), same "
             f"split, same writer ids, one archive; {len(streams)} streams, ≤ {per_shard} streams "
@@ -1239,9 +1240,9 @@ def column_sizes(files: Sequence[Path], total: int) -> tuple[list[str], int]:
 
 def plan_count(streams: Sequence[str], max_per_conn: int) -> int:
     """How many connections the recorder plans for ``streams`` (binance-spot)."""
-    from recorder._adapters import make_adapter
-    from recorder._recorder import VenueJob
-    from recorder._shard import StreamSpec, plan_shards
+    from recorder import VenueJob
+    from recorder.capture._shard import StreamSpec, plan_shards
+    from recorder.venues._adapters import make_adapter
 
     adapter = make_adapter(VenueJob("binance-spot", tuple(streams)))
     specs = [StreamSpec(s, route=adapter.route_of(s), weight=adapter.weight_of(s)) for s in streams]

@@ -61,7 +61,7 @@ STREAMS: dict[str, list[str]] = {
 def _faults(duration: float) -> tuple[Any, ...]:
     """A disconnect of the USDⓈ-M connections (a recorded gap) and two dropped spot depth diffs
     (a sequence break: the book keeper records a gap, fetches a new snapshot, resyncs)."""
-    from replay._sim import Fault
+    from replay.sim import Fault
 
     return (
         Fault("close", venue="binance-usdm", at=duration * 0.4, abort=True),
@@ -75,9 +75,9 @@ async def record(root: str, duration: float) -> None:
     """Record the simulator into ``root`` for ``duration`` seconds (real time)."""
     import trio
 
-    from recorder._recorder import Recorder, RecorderConfig, VenueJob
+    from recorder.capture._supervisor import Recorder, RecorderConfig, VenueJob
     from recorder.cli import _run_recorder
-    from replay._sim import SimConfig, Simulator
+    from replay.sim import SimConfig, Simulator
 
     os.environ.setdefault(API_KEY_ENV, "notebooks-test-key")  # the simulator accepts any key
     sim = Simulator(SimConfig(venues=tuple(STREAMS), rate=400.0, seed=42, faults=_faults(duration)))

@@ -17,8 +17,8 @@ import click
 import orjson
 import trio
 
-from recorder._errors import ConfigError, TicktapeError
-from recorder._storage import redact
+from recorder.archive._storage import redact
+from recorder.core._errors import ConfigError, TicktapeError
 
 
 class _JsonFormatter(logging.Formatter):
@@ -110,8 +110,8 @@ def record(
     worker_opt: str | None,
 ) -> None:
     """Record market data until stopped (SIGINT/SIGTERM flush everything and exit 0)."""
-    from recorder._config import load_config, parse_share
-    from recorder._recorder import Recorder
+    from recorder.capture._config import load_config, parse_share
+    from recorder.capture._supervisor import Recorder
 
     setup_logging(log_json)
     if workers > 1 and worker_opt is None:
@@ -285,7 +285,7 @@ def ls_cmd(root: str, partitions: bool, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from recorder._inspect import group_summary, summarize
+    from recorder.archive._inspect import group_summary, summarize
 
     try:
         parts = summarize(root)
@@ -367,7 +367,7 @@ def verify(root: str) -> None:
     """Check an archive: gaps, sequence breaks, duplicates, unreadable files.
 
     Exits 1 when a file is unreadable or a row has lost its payload (corruption)."""
-    from recorder._inspect import verify as do_verify
+    from recorder.archive._inspect import verify as do_verify
 
     try:
         rep = do_verify(root)

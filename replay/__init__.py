@@ -8,10 +8,9 @@
 - :func:`write_ndjson` / :func:`read_ndjson` convert to and from NDJSON lines with exact payloads.
 """
 
-from replay._books import BookBuilder, BookGap, BookReplay, BookState, OrderBook, book_states
-from replay._ndjson import read_ndjson, write_ndjson
-from replay._reader import ArchiveReader, Selection, open_archive
-from replay._scan import scan, scan_quotes, scan_tickers_merged, scan_trades
+from replay.books import BookBuilder, BookGap, BookReplay, BookState, OrderBook, book_states
+from replay.reader import ArchiveReader, Selection, open_archive, read_ndjson, write_ndjson
+from replay.scans import scan, scan_quotes, scan_tickers_merged, scan_trades
 
 __all__ = [
     "ArchiveReader",

@@ -15,7 +15,7 @@ import click
 import trio
 
 from recorder.cli import cli, setup_logging
-from replay._sim import VenueConfig
+from replay.sim import VenueConfig
 
 __all__ = ["cli", "main"]
 
@@ -72,7 +72,7 @@ def sim(
     max_connection_age: float | None,
 ) -> None:
     """Run the local exchange simulator until stopped; prints the URLs it serves."""
-    from replay._sim import DEFAULT_SYMBOLS, VENUES, SimConfig, Simulator
+    from replay.sim import DEFAULT_SYMBOLS, VENUES, SimConfig, Simulator
 
     unknown = [v for v in venues if v not in VENUES]
     if unknown:
@@ -129,8 +129,8 @@ def replay_cmd(
 ) -> None:
     """Write archived messages as NDJSON lines ``{"recv_ns","venue","stream","payload"}`` with
     the exact payload text (``payload_hex`` for binary), in archive order."""
-    from replay._ndjson import write_ndjson
-    from replay._reader import open_archive
+    from replay.reader._ndjson import write_ndjson
+    from replay.reader._reader import open_archive
 
     reader = open_archive(
         root,
@@ -172,9 +172,9 @@ def serve(
     """Serve an archive over the exchanges' own WebSocket protocols: existing Binance or Bybit
     clients connect unchanged and receive the recorded payloads byte-exact, paced by their
     recorded times."""
-    from recorder._archive import list_partitions
-    from replay._serve import ArchiveSource
-    from replay._sim import VENUES, SimConfig, Simulator
+    from recorder.archive._writer import list_partitions
+    from replay.serve._serve import ArchiveSource
+    from replay.sim import VENUES, SimConfig, Simulator
 
     recorded = sorted({p.key.venue for p in list_partitions(root)[1]} & set(VENUES))
     chosen = list(venues) or recorded

@@ -34,9 +34,9 @@ STREAMS = {
 
 
 async def record(root: str, duration: float, show_status: bool) -> None:
-    from recorder._recorder import Recorder, RecorderConfig, VenueJob
+    from recorder import Recorder, RecorderConfig, VenueJob
     from recorder.cli import _run_recorder
-    from replay._sim import SimConfig, Simulator
+    from replay.sim import SimConfig, Simulator
 
     sim = Simulator(SimConfig(venues=tuple(STREAMS), rate=400.0, seed=42))
     async with trio.open_nursery() as nursery:

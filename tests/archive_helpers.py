@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import orjson
 
-from recorder import Message
-from recorder._channels import session_payload
-from recorder._sbe import encode_trades
+from recorder import HOUR_NS, Message
+from recorder.venues._channels import session_payload
+from recorder.venues._sbe import encode_trades
 
-HOUR_NS = 3_600_000_000_000
 # 2026-11-21 10:59:00 UTC: a minute before an hour boundary.
 T0 = 1_795_258_740_000_000_000
+
+
+__all__ = ["HOUR_NS", "T0"]
 
 
 def binance_trade(i: int, recv_ns: int, sym: str = "BTCUSDT") -> Message:

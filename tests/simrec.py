@@ -11,12 +11,11 @@ from pathlib import Path
 import orjson
 import trio
 
-from recorder import Message
-from recorder._connection import Timing
-from recorder._policy import Backoff, RolloverSchedule
-from recorder._recorder import Recorder, RecorderConfig, VenueJob
+from recorder import Message, Recorder, RecorderConfig, VenueJob
+from recorder.capture._connection import Timing
+from recorder.capture._policy import Backoff, RolloverSchedule
 from replay import open_archive
-from replay._sim import Fault, SimConfig, Simulator, VenueConfig
+from replay.sim import Fault, SimConfig, Simulator, VenueConfig
 
 # Written by the recorder from REST responses or its own book state, not sent over WebSocket.
 REST_CHANNELS = ("depth_snapshot", "orderbook_snapshot", "book_checkpoint")

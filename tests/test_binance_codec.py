@@ -14,8 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorder import _binance as B
-from recorder._binance import (
+from recorder.core._codec import channels_of, codec_for
+from recorder.core._errors import LocalProtocolError, RemoteProtocolError
+from recorder.core._message import ALL_SYMBOLS, CONTROL_CHANNEL
+from recorder.venues import _binance as B
+from recorder.venues._binance import (
     SPOT,
     USDM,
     Apply,
@@ -32,9 +35,6 @@ from recorder._binance import (
     SymbolInfo,
     UseSnapshot,
 )
-from recorder._channels import channels_of, codec_for
-from recorder._errors import LocalProtocolError, RemoteProtocolError
-from recorder._message import ALL_SYMBOLS, CONTROL_CHANNEL
 from tests._shared import corpus
 
 # ---------------------------------------------------------------------------------------------

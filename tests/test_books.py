@@ -14,14 +14,14 @@ import trio
 import trio.testing
 from trio_websocket import open_websocket_url
 
-from recorder import _binance as bn
-from recorder import _bybit as bb
-from recorder._books import HOUR_NS, BookKeeper
-from recorder._channels import codec_for
-from recorder._errors import ConfigError
-from recorder._message import Message
-from recorder._rest import RestClient, RestResponse, binance_policy
-from replay._sim import Fault
+from recorder.capture._books import HOUR_NS, BookKeeper
+from recorder.core._codec import codec_for
+from recorder.core._errors import ConfigError
+from recorder.core._message import Message
+from recorder.net._rest import RestClient, RestResponse, binance_policy
+from recorder.venues import _binance as bn
+from recorder.venues import _bybit as bb
+from replay.sim import Fault
 from tests._shared import corpus
 from tests.test_sim_support import config, running
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recorder import _bybit as bb
-from recorder._channels import ChannelCodec, channels_of, codec_for
-from recorder._errors import LocalProtocolError, RemoteProtocolError, UnsupportedMessage
+from recorder.core._codec import ChannelCodec, channels_of, codec_for
+from recorder.core._errors import LocalProtocolError, RemoteProtocolError, UnsupportedMessage
+from recorder.venues import _bybit as bb
 from tests._shared import CorpusLine, corpus
 
 VENUE_DIRS = ("bybit-spot", "bybit-linear", "bybit-inverse", "bybit-option")

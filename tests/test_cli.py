@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from recorder import ConfigError
-from recorder._config import load_config, parse_share
+from recorder.capture._config import load_config, parse_share
 from replay.cli import cli
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}

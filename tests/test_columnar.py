@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorder import _archive as arc
-from recorder import _binance as bn
-from recorder import _columnar as columnar
-from recorder._archive import Rows, archive_schema
-from recorder._channels import codec_for
-from recorder._columnar import encoder_for
-from recorder._paths import PartitionKey
+from recorder.archive import _columnar as columnar
+from recorder.archive import _writer as arc
+from recorder.archive._columnar import encoder_for
+from recorder.archive._layout import PartitionKey
+from recorder.archive._writer import Rows, archive_schema
+from recorder.core._codec import codec_for
+from recorder.venues import _binance as bn
 from tests._shared import corpus
 
 T0 = 1_795_258_740_000_000_000

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import trio
 
-from recorder import Message
-from recorder._recorder import Recorder, RecorderConfig, VenueJob
+from recorder import Message, Recorder, RecorderConfig, VenueJob
 from replay import open_archive
-from replay._sim import Fault, SimConfig, Simulator
+from replay.sim import Fault, SimConfig, Simulator
 from tests.simrec import FAST
 
 STREAMS = ["btcusdt@trade", "btcusdt@depth@100ms", "ethusdt@bookTicker", "!miniTicker@arr"]

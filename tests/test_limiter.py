@@ -8,8 +8,8 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorder._errors import ConfigError, LocalProtocolError
-from recorder._limiter import (
+from recorder.core._errors import ConfigError, LocalProtocolError
+from recorder.net._limiter import (
     BINANCE_CONNECTS,
     BINANCE_SPOT_MESSAGES,
     BINANCE_USDM_MESSAGES,

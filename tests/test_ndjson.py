@@ -8,7 +8,7 @@ from pathlib import Path
 
 from recorder import ArchiveWriter, Message
 from replay import open_archive
-from replay._ndjson import message_record, read_ndjson, write_ndjson
+from replay.reader._ndjson import message_record, read_ndjson, write_ndjson
 from tests.archive_helpers import T0, binance_trade, mixed_messages, sbe_trade
 
 

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recorder._paths import MAX_COMPONENT, PartitionKey, decode_value, encode_value, parse_relpath
+from recorder.archive._layout import (
+    MAX_COMPONENT,
+    PartitionKey,
+    decode_value,
+    encode_value,
+    parse_relpath,
+)
 
 HOSTILE = [
     "../x",

@@ -9,11 +9,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorder._errors import ConfigError
-from recorder._policy import (
-    BINANCE_SPOT_HEARTBEAT_S,
-    BINANCE_USDM_HEARTBEAT_S,
-    BYBIT_HEARTBEAT_S,
+from recorder.capture._policy import (
     Backoff,
     Dedup,
     Liveness,
@@ -22,6 +18,12 @@ from recorder._policy import (
     RolloverSchedule,
     StallWatchdog,
     stream_kind,
+)
+from recorder.core._errors import ConfigError
+from recorder.venues._adapters import (
+    BINANCE_SPOT_HEARTBEAT_S,
+    BINANCE_USDM_HEARTBEAT_S,
+    BYBIT_HEARTBEAT_S,
 )
 
 

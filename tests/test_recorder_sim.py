@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from recorder._inspect import verify
-from recorder._recorder import Recorder
-from replay._sim import Fault, Simulator, VenueConfig
+from recorder import Recorder
+from recorder.archive._inspect import verify
+from replay.sim import Fault, Simulator, VenueConfig
 from tests.simrec import FAST, record_sim, rolling
 
 SPOT = [
@@ -225,7 +225,7 @@ class _SpyWriter:
 async def test_messages_are_encoded_every_second_and_written_every_flush_interval(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from recorder._recorder import RecorderConfig, VenueJob
+    from recorder import RecorderConfig, VenueJob
 
     async def inline(fn: Callable[..., object], *args: object) -> object:
         return fn(*args)  # a worker thread would let the mock clock jump meanwhile
@@ -273,7 +273,7 @@ async def test_a_flush_slower_than_the_interval_is_reported(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from recorder._recorder import RecorderConfig, VenueJob
+    from recorder import RecorderConfig, VenueJob
 
     rec = Recorder(
         RecorderConfig(

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorder import _binance as bn
-from recorder._archive import archive_schema
-from recorder._channels import ChannelCodec, codec_for
-from recorder._jsonspec import DP_EMPTY, DP_NULL, parse_decimal
-from recorder._render import decimal_text, fast_payloads, payloads
+from recorder.archive._render import decimal_text, fast_payloads, payloads
+from recorder.archive._writer import archive_schema
+from recorder.core._codec import ChannelCodec, codec_for
+from recorder.venues import _binance as bn
+from recorder.venues._jsonspec import DP_EMPTY, DP_NULL, parse_decimal
 from tests._shared import corpus
 from tests.test_lossless import _classify
 

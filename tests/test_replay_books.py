@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from recorder import ArchiveWriter, Message
-from recorder._bybit import checkpoint_payload
+from recorder.venues._bybit import checkpoint_payload
 from replay import open_archive
-from replay._books import BookBuilder, BookState, OrderBook, book_states
+from replay.books._books import BookBuilder, BookState, OrderBook, book_states
 from tests.archive_helpers import HOUR_NS
 
 SEC = 1_000_000_000

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from recorder import ArchiveWriter, Message
-from recorder._archive import list_partitions, read_partition, table_to_messages
-from recorder._errors import ArchiveError
+from recorder.archive._writer import list_partitions, read_partition, table_to_messages
+from recorder.core._errors import ArchiveError
 from replay import open_archive
-from replay._reader import ArchiveReader, Selection
+from replay.reader._reader import ArchiveReader, Selection
 from tests.archive_helpers import HOUR_NS, T0, binance_depth, binance_trade, mixed_messages
 
 

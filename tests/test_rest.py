@@ -11,8 +11,8 @@ import pytest
 import trio
 import trio.testing
 
-from recorder._errors import ConfigError, LocalProtocolError
-from recorder._rest import (
+from recorder.core._errors import ConfigError, LocalProtocolError
+from recorder.net._rest import (
     RestClient,
     RestError,
     RestPolicy,

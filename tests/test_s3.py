@@ -27,11 +27,11 @@ from click.testing import CliRunner
 from moto.server import ThreadedMotoServer
 
 from recorder import ArchiveWriter, Message
-from recorder._archive import list_partitions
-from recorder._errors import ArchiveError
-from recorder._inspect import group_summary, summarize, verify
-from recorder._storage import open_archive_root, redact
+from recorder.archive._inspect import group_summary, summarize, verify
+from recorder.archive._storage import open_archive_root, redact
+from recorder.archive._writer import list_partitions
 from recorder.cli import cli
+from recorder.core._errors import ArchiveError
 from replay import open_archive
 from tests.archive_helpers import (
     HOUR_NS,
@@ -444,7 +444,7 @@ def test_failed_part_upload_never_completes_a_partial_object(
 
 def test_replay_scan_and_serve_source_work_on_s3(s3: Any, bucket: str, moto_endpoint: str) -> None:
     from replay import scan_trades
-    from replay._serve import ArchiveSource
+    from replay.serve._serve import ArchiveSource
 
     root = f"s3://{bucket}/arch"
     write_all(root, mixed_messages(60))

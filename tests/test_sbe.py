@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recorder import _sbe
-from recorder._channels import ChannelCodec, channels_of, codec_for
-from recorder._errors import ConfigError, RemoteProtocolError
-from recorder._jsonspec import Mismatch
-from recorder._sbe import (
+from recorder.core._codec import ChannelCodec, channels_of, codec_for
+from recorder.core._errors import ConfigError, RemoteProtocolError
+from recorder.venues import _sbe
+from recorder.venues._jsonspec import Mismatch
+from recorder.venues._sbe import (
     MESSAGES,
     ApiKey,
     SbeDecodeError,

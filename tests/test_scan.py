@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from recorder import ArchiveWriter, Message
-from recorder._archive import list_partitions
-from recorder._sbe import encode_best_bid_ask, encode_trades
-from replay._scan import (
+from recorder.archive._writer import list_partitions
+from recorder.venues._sbe import encode_best_bid_ask, encode_trades
+from replay.scans._scan import (
     HIVE_SCHEMA,
     QUOTE_SCHEMA,
     TRADE_SCHEMA,

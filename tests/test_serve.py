@@ -9,8 +9,8 @@ import trio
 from websockets.sync.client import connect as ws_connect
 
 from replay import open_archive
-from replay._serve import ArchiveSource
-from replay._sim import SimConfig, Simulator
+from replay.serve._serve import ArchiveSource
+from replay.sim import SimConfig, Simulator
 from tests.simrec import record_sim
 
 STREAMS = ["btcusdt@trade", "btcusdt@depth@100ms", "ethusdt@bookTicker"]

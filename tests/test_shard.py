@@ -6,21 +6,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorder._errors import ConfigError
-from recorder._shard import (
-    BINANCE_SPOT,
-    BYBIT_OPTION,
-    BYBIT_SPOT,
+from recorder.capture._shard import (
     ShardPlan,
     StreamSpec,
-    VenueLimits,
     plan_shards,
     plan_violations,
     rebalance,
     split_for_host,
     split_for_workers,
-    subscribe_batches,
 )
+from recorder.core._errors import ConfigError
+from recorder.venues import VenueLimits, subscribe_batches
+from recorder.venues._adapters import BINANCE_SPOT_LIMITS as BINANCE_SPOT
+from recorder.venues._adapters import BYBIT_OPTION_LIMITS as BYBIT_OPTION
+from recorder.venues._adapters import BYBIT_SPOT_LIMITS as BYBIT_SPOT
 
 
 def specs(n: int, *, prefix: str = "s", route: str = "", weight: float = 1.0) -> list[StreamSpec]:

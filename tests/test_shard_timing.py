@@ -17,11 +17,12 @@ import trio
 import trio.testing
 
 from recorder import Message
-from recorder._adapters import BinanceAdapter
-from recorder._connection import ShardRunner, Timing
-from recorder._limiter import RateLimit, TrioRateLimiter
-from recorder._policy import Backoff, RolloverSchedule
-from recorder._ws import ClosedByPeer, ConnectionLost, Frame, WsClient
+from recorder.capture._connection import ShardRunner, Timing
+from recorder.capture._policy import Backoff, RolloverSchedule
+from recorder.core._frame import Frame
+from recorder.net._limiter import RateLimit, TrioRateLimiter
+from recorder.net._ws import ClosedByPeer, ConnectionLost, WsClient
+from recorder.venues._adapters import BinanceAdapter
 
 STREAMS = ["btcusdt@trade", "btcusdt@depth@100ms"]
 

@@ -11,7 +11,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from replay._sim import Fault
+from replay.sim import Fault
 from tests.test_sim_support import RawClient, config, request, running
 
 V = "binance-sbe"

@@ -14,7 +14,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
-from replay._sim import Fault
+from replay.sim import Fault
 from tests.test_sim_support import (
     CloseConnection,
     Ping,

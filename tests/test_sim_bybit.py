@@ -16,7 +16,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from replay._sim import Fault, trio_clock
+from replay.sim import Fault, trio_clock
 from tests.test_sim_support import config, recv_json, running
 
 SYM = {"spot": "BTCUSDT", "linear": "BTCUSDT", "inverse": "BTCUSD", "option": "BTC-27MAR26-70000-C"}

@@ -10,7 +10,7 @@ import orjson
 import trio
 from trio_websocket import open_websocket_url
 
-from replay._sim import SimConfig, trio_clock
+from replay.sim import SimConfig, trio_clock
 from tests.test_sim_support import running
 
 

@@ -13,7 +13,7 @@ import orjson
 import trio
 from trio_websocket import open_websocket_url
 
-from replay._sim import SimConfig
+from replay.sim import SimConfig
 from tests._shared import corpus
 from tests.test_sim_support import running
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from trio_websocket import open_websocket_url
 
-from replay._sim import (
+from replay.sim import (
     DEFAULT_SYMBOLS,
     DepthSnapshot,
     MarketEvent,
@@ -18,8 +18,8 @@ from replay._sim import (
     SimConfig,
     SymbolSpec,
 )
-from replay._sim._binance_market import BinanceMarket
-from replay._sim._bybit_market import BybitMarket
+from replay.sim._binance_market import BinanceMarket
+from replay.sim._bybit_market import BybitMarket
 from tests.test_sim_support import running
 
 T0 = 1_767_225_600_000_000_000

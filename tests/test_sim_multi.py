@@ -6,7 +6,7 @@ import orjson
 import trio
 from trio_websocket import open_websocket_url
 
-from replay._sim import VENUES, SimConfig
+from replay.sim import VENUES, SimConfig
 from tests.test_sim_support import running
 
 FIRST_STREAM = {

@@ -24,7 +24,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from replay._sim import SimConfig, Simulator, SimUrls, VenueConfig
+from replay.sim import SimConfig, Simulator, SimUrls, VenueConfig
 
 
 def config(venue: str, *, rate: float = 300.0, tick: float = 0.01, **vcfg: Any) -> SimConfig:

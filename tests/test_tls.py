@@ -10,7 +10,7 @@ import trio
 import trustme
 from trio_websocket import WebSocketRequest, serve_websocket
 
-from recorder._recorder import Recorder, RecorderConfig, VenueJob
+from recorder import Recorder, RecorderConfig, VenueJob
 from replay import open_archive
 from tests.simrec import FAST
 

@@ -9,11 +9,12 @@ import orjson
 import pytest
 import trio
 
-from recorder import _recorder
-from recorder._recorder import Recorder, RecorderConfig, VenueJob
-from recorder._universe import Instrument, UniverseSelect, select_symbols
+from recorder import Recorder, RecorderConfig, VenueJob
+from recorder.capture import _supervisor
+from recorder.capture._universe import select_symbols
+from recorder.venues import Instrument, UniverseSelect
 from replay import open_archive
-from replay._sim import SimConfig, Simulator
+from replay.sim import SimConfig, Simulator
 from tests.simrec import FAST
 
 LISTED = [
@@ -69,7 +70,7 @@ async def test_listings_and_delistings_apply_without_a_restart(
     async def fake_fetch(venue: str, rest: object) -> list[Instrument]:
         return list(listed)
 
-    monkeypatch.setattr(_recorder, "fetch_instruments", fake_fetch)
+    monkeypatch.setattr(_supervisor, "fetch_instruments", fake_fetch)
     sim = Simulator(SimConfig(venues=("binance-spot",), rate=300.0))
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(sim.run)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from recorder import ConfigError, _adapters
-from recorder._inspect import group_summary, summarize, verify
-from recorder._recorder import Recorder, RecorderConfig, VenueJob
-from recorder._ws import HandshakeRejected, connect
-from replay._sim import Fault, SimConfig, Simulator, VenueConfig
+from recorder import ConfigError, Recorder, RecorderConfig, VenueJob
+from recorder.archive._inspect import group_summary, summarize, verify
+from recorder.net._ws import HandshakeRejected, connect
+from recorder.venues import _adapters
+from replay.sim import Fault, SimConfig, Simulator, VenueConfig
 from tests.simrec import record_sim, streams_of
 
 BYBIT = {

@@ -8,7 +8,7 @@ import orjson
 from click.testing import CliRunner
 
 from recorder import ArchiveWriter
-from recorder._inspect import group_summary, summarize, verify
+from recorder.archive._inspect import group_summary, summarize, verify
 from replay.cli import cli
 from tests.archive_helpers import T0, mixed_messages
 

@@ -21,10 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
 
-from recorder import _ws
-from recorder._errors import RemoteProtocolError
-from recorder._ws import ClosedByPeer, ConnectionLost, WsClient
-from recorder._wsframes import Frame, FrameSplitter
+from recorder.core._errors import RemoteProtocolError
+from recorder.core._frame import Frame
+from recorder.net import _ws
+from recorder.net._ws import ClosedByPeer, ConnectionLost, WsClient
+from recorder.net._wsframes import FrameSplitter
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

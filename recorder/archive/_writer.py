@@ -1,0 +1,925 @@
+"""The lossless Parquet archive: layout, schemas, the writer and crash recovery.
+
+Layout (Hive)::
+
+    <root>/venue=<venue>/channel=<channel>/symbol=<SYMBOL>/date=YYYY-MM-DD/hour=HH/
+        part-<writer>-<session>-<n>.parquet   flushed every few seconds while the hour is open
+        data-<writer>.parquet                 the hour's parts compacted into one file
+
+Every file of a (venue, channel) has the same explicit schema: the common columns
+(``recv_time``, ``conn``, ``seq``, ``stream``, ``envelope``), the channel's typed columns, and
+``raw`` -- the payload bytes, kept only for rows whose typed columns do not re-render them
+exactly (verified as each row is written). Rows are sorted by (recv_time, conn, seq).
+
+Atomicity: a file is written under ``<root>/.ticktape-tmp/<writer>/`` and renamed into its
+partition, so readers never see a partial file; nothing is ever appended to a Parquet file.
+On an object store (``s3://bucket/prefix``, see :mod:`recorder.archive._storage`), where rename is a
+copy, the file is encoded in memory and uploaded straight to its final key: the object
+appears when its PUT (or multipart upload) completes, and a crashed upload leaves nothing.
+Compaction writes the merged file the same way and only then deletes the parts; the merged
+file lists the parts it absorbed in its metadata, so a crash between the two steps leaves
+nothing that recovery (or ticktape's reader) cannot tell apart.
+
+This module is synchronous; the recorder runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import posixpath
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from recorder.archive._columnar import ColumnarEncoder, encoder_for
+from recorder.archive._layout import PartitionKey, date_hour, encode_value, parse_relpath
+from recorder.archive._storage import ArchiveRoot, open_archive_root, redact
+from recorder.core import HOUR_NS
+from recorder.core._codec import ChannelCodec, codec_for
+from recorder.core._errors import ArchiveError, RemoteProtocolError
+from recorder.core._message import UNPARSED_CHANNEL, Message, replayed_messages
+from recorder.venues._channels import JsonChannel, RawChannel
+
+log = logging.getLogger("ticktape.archive")
+
+FORMAT_VERSION: Final = "1"
+TMP_DIR: Final = ".ticktape-tmp"
+META_PREFIX: Final = "ticktape."
+
+COMMON_FIELDS: Final = [
+    pa.field("recv_time", pa.timestamp("ns", tz="UTC"), nullable=False),
+    pa.field("conn", pa.string(), nullable=False),
+    pa.field("seq", pa.int64(), nullable=False),
+    pa.field("stream", pa.string(), nullable=False),
+    pa.field("envelope", pa.int8(), nullable=False),
+]
+RAW_FIELD: Final = pa.field("raw", pa.binary())
+COMMON_NAMES: Final = frozenset(f.name for f in COMMON_FIELDS) | {"raw"}
+
+
+def recorder_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ticktape")
+    except PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+def archive_schema(codec: ChannelCodec) -> pa.Schema:
+    """The explicit Arrow schema of every file of ``codec``'s (venue, channel)."""
+    typed = codec.typed_fields
+    clash = {f.name for f in typed} & (
+        COMMON_NAMES | {"venue", "channel", "symbol", "date", "hour"}
+    )
+    if clash:
+        raise ValueError(f"{codec.venue}/{codec.channel}: typed columns shadow {sorted(clash)}")
+    return pa.schema(
+        [*COMMON_FIELDS, *typed, RAW_FIELD],
+        metadata={
+            META_PREFIX + "format_version": FORMAT_VERSION,
+            META_PREFIX + "recorder_version": recorder_version(),
+            META_PREFIX + "venue": codec.venue,
+            META_PREFIX + "channel": codec.channel,
+        },
+    )
+
+
+def _unit_cast_schema(schema: pa.Schema) -> pa.Schema:
+    """The same schema with every timestamp replaced by int64 (for reading raw integers)."""
+
+    def conv(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_timestamp(t):
+            return pa.int64()
+        if pa.types.is_list(t):
+            return pa.list_(conv(t.value_type))
+        if pa.types.is_struct(t):
+            return pa.struct([pa.field(f.name, conv(f.type), f.nullable) for f in t])
+        return t
+
+    return pa.schema([pa.field(f.name, conv(f.type), f.nullable) for f in schema])
+
+
+def table_to_messages(table: pa.Table, key: PartitionKey) -> list[Message]:
+    """Rebuild messages from archive rows (the inverse of what the writer stores).
+
+    Payloads are rendered a batch at a time (:mod:`recorder.archive._render`). A JSON channel's
+    fields are decoded from the payload on first use (the writer stored what decoding
+    gives); other channels' come from the typed columns (an ``unparsed`` frame's error is
+    not in its bytes)."""
+    from recorder.archive._render import payloads, typed_rows
+
+    codec = codec_for(key.venue, key.channel)
+    decoded = None
+    if not isinstance(codec, JsonChannel):
+        decoded = [(f, codec.event_ns(f)) for f in typed_rows(codec, table)]
+    where = (key.venue, key.channel, key.symbol)
+    streams = table.column("stream").to_pylist()
+    conns = table.column("conn").to_pylist()
+    metas = [(*where, s, c) for s, c in zip(streams, conns, strict=True)]
+    return list(
+        replayed_messages(
+            metas,
+            table.column("recv_time").cast(pa.int64()).to_pylist(),
+            table.column("seq").to_pylist(),
+            payloads(codec, table).to_pylist(),
+            decoded,
+        )
+    )
+
+
+def as_unparsed(m: Message, error: str, expected_channel: str) -> Message:
+    """The ``unparsed`` form of a frame its channel's codec could not decode (bytes kept)."""
+    return Message(
+        venue=m.venue,
+        stream=m.stream,
+        channel=UNPARSED_CHANNEL,
+        symbol=m.symbol,
+        recv_ns=m.recv_ns,
+        conn=m.conn,
+        seq=m.seq,
+        payload=m.payload,
+        fields={"error": error, "expected_channel": expected_channel},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStatistics:
+    """Counters of an :class:`ArchiveWriter` (all monotonic except ``pending_*``)."""
+
+    rows_written: int
+    raw_rows: int
+    unparsed_rows: int
+    files_written: int
+    bytes_written: int
+    compactions: int
+    write_errors: int
+    pending_rows: int
+    open_partitions: int
+    last_error: str | None
+
+
+@dataclass(slots=True)
+class Rows:
+    """Buffered messages of one partition, column by column: what a writer is handed.
+
+    Cheap to pickle (no per-message objects) for the writer process, and the shape the batch
+    encoder wants. ``fields`` is only filled for raw channels, whose fields (an ``unparsed``
+    frame's error) cannot be derived from the bytes.
+    """
+
+    recv: list[int]
+    conn: list[str]
+    seq: list[int]
+    stream: list[str]
+    payload: list[bytes]
+    fields: list[Mapping[str, Any] | None]
+
+    @classmethod
+    def of(cls, key: PartitionKey, msgs: list[Message]) -> Rows:
+        raw_channel = isinstance(codec_for(key.venue, key.channel), RawChannel)
+        return cls(
+            [m.recv_ns for m in msgs],
+            [m.conn for m in msgs],
+            [m.seq for m in msgs],
+            [m.stream for m in msgs],
+            [m.payload for m in msgs],
+            [m._fields for m in msgs] if raw_channel else [],
+        )
+
+    def __len__(self) -> int:
+        return len(self.recv)
+
+    def message(self, key: PartitionKey, i: int) -> Message:
+        return Message(
+            venue=key.venue,
+            stream=self.stream[i],
+            channel=key.channel,
+            symbol=key.symbol,
+            recv_ns=self.recv[i],
+            conn=self.conn[i],
+            seq=self.seq[i],
+            payload=self.payload[i],
+            fields=self.fields[i] if self.fields else None,
+        )
+
+
+_PART: Final = "__part"
+_ORDER: Final = [("recv_time", "ascending"), ("conn", "ascending"), ("seq", "ascending")]
+_ENCODERS: dict[tuple[str, str], ColumnarEncoder | None] = {}
+
+
+def _encoder(codec: ChannelCodec) -> ColumnarEncoder | None:
+    key = (codec.venue, codec.channel)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = encoder_for(codec)
+    return _ENCODERS[key]
+
+
+def _encode(
+    codec: ChannelCodec, schema: pa.Schema, batch: Sequence[tuple[PartitionKey, Rows]]
+) -> tuple[pa.Table, int, list[tuple[PartitionKey, Message, str]]]:
+    """Encode the rows of several partitions of one (venue, channel) at once.
+
+    Returns a table in ``schema`` plus a trailing ``__part`` column (the index of each row's
+    partition in ``batch``), sorted by (partition, recv_time, conn, seq); the number of rows
+    that keep raw bytes; and the messages that could not be decoded at all, apart.
+
+    Rows go through the batch encoder where the channel has one (see
+    :mod:`recorder.archive._columnar`), and through the per-row path otherwise or where it declines.
+    """
+    recv = [x for _, r in batch for x in r.recv]
+    conn = [x for _, r in batch for x in r.conn]
+    seq = [x for _, r in batch for x in r.seq]
+    stream = [x for _, r in batch for x in r.stream]
+    payload = [x for _, r in batch for x in r.payload]
+    part = np.repeat(np.arange(len(batch), dtype=np.int32), [len(r) for _, r in batch])
+    n = len(recv)
+    encoder = _encoder(codec)
+    tables: list[pa.Table] = []
+    if encoder is not None and n:
+        enc = encoder.encode(payload, stream)
+        ok = enc.ok
+        columns = [
+            pa.array(recv, pa.timestamp("ns", tz="UTC")),
+            pa.array(conn, pa.string()),
+            pa.array(seq, pa.int64()),
+            pa.array(stream, pa.string()),
+            enc.envelope,
+            *enc.columns,
+            pa.nulls(n, pa.binary()),
+            pa.array(part),
+        ]
+        fast = pa.Table.from_arrays(columns, schema=schema.append(pa.field(_PART, pa.int32())))
+        tables.append(fast.filter(pa.array(ok)) if not ok.all() else fast)
+        slow = np.flatnonzero(~ok).tolist()
+    else:
+        slow = list(range(n))
+    raw_rows = 0
+    bad: list[tuple[PartitionKey, Message, str]] = []
+    if slow:
+        table, raw_rows, bad_rows = _encode_rows(codec, schema, batch, part, slow)
+        tables.append(table)
+        bad = bad_rows
+    if not tables:
+        return schema.append(pa.field(_PART, pa.int32())).empty_table(), 0, bad
+    out = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return out.sort_by([(_PART, "ascending"), *_ORDER]), raw_rows, bad
+
+
+def _encode_rows(
+    codec: ChannelCodec,
+    schema: pa.Schema,
+    batch: Sequence[tuple[PartitionKey, Rows]],
+    part: npt.NDArray[np.int32],
+    rows: list[int],
+) -> tuple[pa.Table, int, list[tuple[PartitionKey, Message, str]]]:
+    """The per-row path: decode, render the typed row back and compare with the payload."""
+    starts = np.concatenate(([0], np.cumsum([len(r) for _, r in batch])))
+    names = [f.name for f in codec.typed_fields]
+    cols: dict[str, list[Any]] = {n: [] for n in names}
+    recv: list[int] = []
+    conn: list[str] = []
+    seq: list[int] = []
+    stream: list[str] = []
+    env: list[int] = []
+    raw: list[bytes | None] = []
+    parts: list[int] = []
+    bad: list[tuple[PartitionKey, Message, str]] = []
+    raw_rows = 0
+    is_raw = isinstance(codec, RawChannel)
+    for i in rows:
+        p = int(part[i])
+        key, r = batch[p]
+        j = i - int(starts[p])
+        data = r.payload[j]
+        if is_raw:
+            fields: Mapping[str, Any] = (r.fields[j] if r.fields else None) or {}
+            envelope, exact = 0, False
+        else:
+            try:
+                d = codec.decode(data)
+            except RemoteProtocolError as exc:
+                bad.append((key, r.message(key, j), str(exc)))
+                continue
+            fields, envelope, exact = d.fields, d.envelope, d.exact
+            if exact:
+                try:
+                    exact = codec.render(fields, r.stream[j], envelope) == data
+                except Exception:  # any failure to render just means: keep the bytes
+                    exact = False
+        for name in names:
+            cols[name].append(fields.get(name))
+        recv.append(r.recv[j])
+        conn.append(r.conn[j])
+        seq.append(r.seq[j])
+        stream.append(r.stream[j])
+        env.append(envelope)
+        parts.append(p)
+        if exact:
+            raw.append(None)
+        else:
+            raw.append(data)
+            raw_rows += 1
+    arrays = [
+        pa.array(recv, pa.timestamp("ns", tz="UTC")),
+        pa.array(conn, pa.string()),
+        pa.array(seq, pa.int64()),
+        pa.array(stream, pa.string()),
+        pa.array(env, pa.int8()),
+        *(pa.array(cols[f.name], f.type) for f in codec.typed_fields),
+        pa.array(raw, pa.binary()),
+        pa.array(parts, pa.int32()),
+    ]
+    table = pa.Table.from_arrays(arrays, schema=schema.append(pa.field(_PART, pa.int32())))
+    return table, raw_rows, bad
+
+
+_Staged = tuple[pa.Table, list[PartitionKey]]
+"""An ``_encode`` result (with its ``__part`` column) and the partitions it indexes."""
+
+
+def _merge_staged(items: list[_Staged]) -> tuple[list[PartitionKey], pa.Table]:
+    """One table (sorted by partition, then archive order) out of a channel's staged ones,
+    its ``__part`` column renumbered over the returned list of partitions."""
+    if len(items) == 1:
+        table, keys = items[0]
+        return keys, table
+    ids: dict[PartitionKey, int] = {}
+    tables = []
+    for table, keys in items:
+        remap = np.array([ids.setdefault(k, len(ids)) for k in keys], dtype=np.int32)
+        part = remap[np.asarray(table.column(_PART).to_numpy(), dtype=np.int32)]
+        tables.append(table.set_column(table.num_columns - 1, _PART, pa.array(part)))
+    merged = pa.concat_tables(tables).sort_by([(_PART, "ascending"), *_ORDER])
+    return list(ids), merged
+
+
+def _split_parts(table: pa.Table, schema: pa.Schema, count: int) -> list[pa.Table]:
+    """The rows of each partition index 0..count-1 of an ``_encode`` result, in ``schema``."""
+    part = np.asarray(table.column(_PART).to_numpy(), dtype=np.int32)
+    bounds = np.searchsorted(part, np.arange(count + 1), side="left")
+    body = pa.Table.from_arrays(table.columns[: len(schema)], schema=schema)
+    return [body.slice(int(a), int(b - a)) for a, b in pairwise(bounds)]
+
+
+class PartitionBuffer:
+    """Messages waiting to be written, per partition.
+
+    ``add`` is on the receive path: a dict lookup per message, the date and hour are only
+    worked out once per (venue, channel, symbol, hour)."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[PartitionKey, list[Message]] = defaultdict(list)
+        self._keys: dict[tuple[str, str, str, int], PartitionKey] = {}
+
+    def add(self, msg: Message) -> None:
+        k = (msg.venue, msg.channel, msg.symbol, msg.recv_ns // HOUR_NS)
+        key = self._keys.get(k)
+        if key is None:
+            date, hour = date_hour(msg.recv_ns)
+            key = self._keys[k] = PartitionKey(msg.venue, msg.channel, msg.symbol, date, hour)
+            if len(self._keys) > 100_000:
+                self._keys.clear()
+        self.buffers[key].append(msg)
+
+    def take(self) -> dict[PartitionKey, list[Message]]:
+        """Detach what is buffered (to be written in a worker thread or process)."""
+        pending = self.buffers
+        self.buffers = defaultdict(list)
+        return pending
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.buffers.values())
+
+
+class BufferedWriter:
+    """The buffering side both writers share: the receive path only ever calls these."""
+
+    _pending: PartitionBuffer
+
+    def add(self, msg: Message) -> None:
+        self._pending.add(msg)
+
+    def add_many(self, msgs: Iterable[Message]) -> None:
+        for m in msgs:
+            self.add(m)
+
+    def take_pending(self) -> dict[PartitionKey, list[Message]]:
+        """Detach the current buffers (to be written in a worker thread or process)."""
+        return self._pending.take()
+
+
+def open_root(
+    root: str, storage_options: Mapping[str, object] | None = None
+) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and base path of an archive root (a local path or a URI)."""
+    r = open_archive_root(root, storage_options)
+    return r.fs, r.base
+
+
+class ArchiveWriter(BufferedWriter):
+    """Buffers messages per partition and writes them as atomic Parquet part files.
+
+    Not thread-safe: the recorder calls :meth:`add` from the Trio thread and runs
+    :meth:`flush` / :meth:`compact_closed_hours` in a worker thread only after swapping the
+    buffers out with :meth:`take_pending`.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        writer_id: str = "w0",
+        compression_level: int = 9,
+        row_group_rows: int = 1_000_000,
+        fsync: bool = True,
+        storage_options: Mapping[str, object] | None = None,
+    ) -> None:
+        self.root: ArchiveRoot = open_archive_root(root, storage_options)
+        self.fs, self.base = self.root.fs, self.root.base
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.object_store = self.root.object_store
+        self.writer_id = encode_value(writer_id)
+        self.session = f"{time.time_ns():x}"
+        self.compression_level = compression_level
+        self.row_group_rows = row_group_rows
+        self.fsync = fsync and self.local
+        self._pending = PartitionBuffer()
+        self._dirs: set[str] = set()
+        self._staged: dict[tuple[str, str], list[_Staged]] = defaultdict(list)
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ticktape-write")
+        self._lock = threading.RLock()
+        self._parts: dict[PartitionKey, list[str]] = defaultdict(list)
+        self._counter = 0
+        self._schemas: dict[tuple[str, str], pa.Schema] = {}
+        self._rows = self._raw = self._unparsed = self._files = self._bytes = 0
+        self._compactions = self._errors = 0
+        self._last_error: str | None = None
+        if not self.object_store:  # object stores need no directories and no temp area
+            self.fs.create_dir(self._tmp_dir(), recursive=True)
+
+    # -- writing (worker thread) -------------------------------------------------------------
+
+    def _tmp_dir(self) -> str:
+        return posixpath.join(self.base, TMP_DIR, self.writer_id)
+
+    def _schema(self, venue: str, channel: str) -> tuple[ChannelCodec, pa.Schema]:
+        codec = codec_for(venue, channel)
+        key = (venue, channel)
+        if key not in self._schemas:
+            self._schemas[key] = archive_schema(codec)
+        return codec, self._schemas[key]
+
+    def stage(self, pending: Mapping[PartitionKey, list[Message] | Rows] | None = None) -> int:
+        """Encode buffered rows now and keep them, encoded, for the next :meth:`flush`.
+
+        Spreads the encoding work over the flush interval (the recorder stages every second
+        and writes every few), so that less is left to do when a flush, or the last one at
+        shutdown, comes. The partitions of one (venue, channel) are encoded together, so a
+        batch of thousands of quiet partitions pays the batch encoder's fixed costs once.
+        Returns the rows staged.
+        """
+        if pending is None:
+            pending = self.take_pending()
+        with self._lock:
+            return self._stage(pending)
+
+    def _stage(self, pending: Mapping[PartitionKey, list[Message] | Rows]) -> int:
+        groups: dict[tuple[str, str], list[tuple[PartitionKey, Rows]]] = defaultdict(list)
+        for key, rows in pending.items():
+            if not isinstance(rows, Rows):
+                rows = Rows.of(key, rows)
+            if len(rows):
+                groups[(key.venue, key.channel)].append((key, rows))
+        unparsed: dict[PartitionKey, list[Message]] = defaultdict(list)
+        staged = 0
+        for (venue, channel), batch in groups.items():
+            staged += self._stage_group(venue, channel, batch, unparsed)
+        for venue, channel in sorted({(k.venue, k.channel) for k in unparsed}):
+            group = [
+                (k, Rows.of(k, msgs))
+                for k, msgs in unparsed.items()
+                if (k.venue, k.channel) == (venue, channel)
+            ]
+            staged += self._stage_group(venue, channel, group, defaultdict(list))
+        return staged
+
+    def _stage_group(
+        self,
+        venue: str,
+        channel: str,
+        batch: list[tuple[PartitionKey, Rows]],
+        unparsed: dict[PartitionKey, list[Message]],
+    ) -> int:
+        codec, schema = self._schema(venue, channel)
+        table, raw_rows, bad = _encode(codec, schema, batch)
+        self._raw += raw_rows
+        for key, m, err in bad:
+            log.warning("undecodable frame on %s (%s): %s", m.stream, key.channel, err)
+            um = as_unparsed(m, err, key.channel)
+            unparsed[
+                PartitionKey(key.venue, UNPARSED_CHANNEL, key.symbol, key.date, key.hour)
+            ].append(um)
+        if table.num_rows:
+            # One table per (venue, channel) and stage, split into partitions only when
+            # written: thousands of small per-partition tables cost more memory than rows.
+            self._staged[(venue, channel)].append((table, [k for k, _ in batch]))
+        return int(table.num_rows)
+
+    def flush(self, pending: Mapping[PartitionKey, list[Message] | Rows] | None = None) -> int:
+        """Stage what is buffered (or ``pending``), then write every staged partition as a
+        new part file; returns rows written.
+
+        A partition whose write fails (full disk, permissions) stays staged for the next
+        flush: the error is counted and logged, and no good data is dropped.
+        """
+        if pending is None:
+            pending = self.take_pending()
+        with self._lock:  # the recorder stages from one thread while another flushes
+            return self._flush(pending)
+
+    def _flush(self, pending: Mapping[PartitionKey, list[Message] | Rows]) -> int:
+        self._stage(pending)
+        staged, self._staged = self._staged, defaultdict(list)
+        jobs: list[tuple[PartitionKey, pa.Table, str]] = []
+        for (venue, channel), items in staged.items():
+            _, schema = self._schema(venue, channel)
+            keys, table = _merge_staged(items)
+            for key, t in zip(keys, _split_parts(table, schema, len(keys)), strict=True):
+                if t.num_rows:
+                    self._counter += 1
+                    name = f"part-{self.writer_id}-{self.session}-{self._counter:06d}.parquet"
+                    jobs.append((key, t, name))
+        # Files are written by a few threads: Parquet encoding releases the GIL and fsyncs
+        # (or uploads) overlap, and a flush may have thousands of small partitions.
+        results = (
+            self._pool.map(self._try_write, jobs) if len(jobs) > 1 else map(self._try_write, jobs)
+        )
+        written = 0
+        for (key, t, name), res in zip(jobs, results, strict=True):
+            if isinstance(res, OSError):
+                self._write_failed(key, name, t, res)
+                continue
+            self._files += 1
+            self._bytes += res
+            self._parts[key].append(name)
+            written += t.num_rows
+            if key.channel == UNPARSED_CHANNEL:
+                self._unparsed += t.num_rows
+        self._rows += written
+        return written
+
+    def _try_write(self, job: tuple[PartitionKey, pa.Table, str]) -> int | OSError:
+        key, table, name = job
+        try:
+            return self._atomic_write(key, name, table)
+        except OSError as exc:
+            return exc
+
+    def _write_failed(self, key: PartitionKey, name: str, table: pa.Table, exc: OSError) -> None:
+        """Count and log a failed part write; its rows stay staged for the next flush."""
+        self._errors += 1
+        self._last_error = redact(f"{type(exc).__name__}: {exc}")
+        log.error(
+            "could not write %s/%s (kept in memory, will retry): %s",
+            key.relpath(),
+            name,
+            redact(str(exc)),
+        )
+        part = pa.array(np.zeros(table.num_rows, dtype=np.int32))
+        self._staged[(key.venue, key.channel)].append((table.append_column(_PART, part), [key]))
+
+    def _atomic_write(
+        self,
+        key: PartitionKey,
+        name: str,
+        table: pa.Table,
+        extra_meta: Mapping[str, str] | None = None,
+    ) -> int:
+        tmp = posixpath.join(self._tmp_dir(), name + ".tmp")
+        final_dir = posixpath.join(self.base, key.relpath())
+        final = posixpath.join(final_dir, name)
+        if extra_meta:
+            meta = dict(table.schema.metadata or {})
+            meta.update({k.encode(): v.encode() for k, v in extra_meta.items()})
+            table = table.replace_schema_metadata(meta)
+        meta = dict(table.schema.metadata or {})
+        meta[(META_PREFIX + "writer").encode()] = self.writer_id.encode()
+        table = table.replace_schema_metadata(meta)
+        if self.object_store:
+            return self._put_object(final, table, name)
+        if self.local:
+            return self._write_local(tmp, final_dir, final, table, name)
+        try:
+            with self.fs.open_output_stream(tmp) as sink:
+                pq.write_table(table, sink, **self._parquet_options(table.schema, name))
+            if self.fsync:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self.fs.create_dir(final_dir, recursive=True)
+            self.fs.move(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(tmp)
+            raise
+        return self.fs.get_file_info(final).size or 0
+
+    def _write_local(self, tmp: str, final_dir: str, final: str, table: pa.Table, name: str) -> int:
+        """The local path without a filesystem-layer call per step: with ~1,000 partitions
+        per flush those calls cost more than writing the files."""
+        try:
+            with pa.OSFile(tmp, "wb") as sink:
+                pq.write_table(table, sink, **self._parquet_options(table.schema, name))
+                size = int(sink.tell())
+            if self.fsync:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            if final_dir not in self._dirs:
+                os.makedirs(final_dir, exist_ok=True)
+                self._dirs.add(final_dir)
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:  # the directory was removed under us: make it again
+                os.makedirs(final_dir, exist_ok=True)
+                os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return size
+
+    def _parquet_options(self, schema: pa.Schema, name: str) -> dict[str, object]:
+        """Write options: large row groups, statistics; integers and timestamps (ids,
+        sequence numbers, times: mostly increasing) delta-encoded, everything else
+        dictionary-encoded. Measured on recorded trades: about 20% smaller than dictionary
+        encoding for all columns.
+
+        Compacted files (kept for years) use zstd at ``compression_level``. Part files live
+        for an hour at most and there can be thousands per flush: they use snappy, because
+        setting up zstd for each column chunk made a small part file cost 3x as much to
+        write (0.7-1.0 ms instead of 0.3 ms for 75 trades).
+        """
+        delta = [
+            f.name
+            for f in schema
+            if pa.types.is_timestamp(f.type)
+            or (pa.types.is_integer(f.type) and f.type.bit_width >= 32)
+        ]
+        part = name.startswith("part-")
+        return {
+            "compression": "snappy" if part else "zstd",
+            "compression_level": None if part else self.compression_level,
+            "row_group_size": self.row_group_rows,
+            "use_dictionary": [n for n in schema.names if n not in delta],
+            "column_encoding": dict.fromkeys(delta, "DELTA_BINARY_PACKED") or None,
+            "write_statistics": True,
+        }
+
+    def _put_object(self, final: str, table: pa.Table, name: str) -> int:
+        """Upload ``table`` as one object at ``final``; it is visible only once complete.
+
+        The file is encoded in memory first and handed to the stream in one write, so the
+        upload is never completed from a half-written file: if encoding fails nothing is
+        sent, and if a part fails the stream refuses to complete the multipart upload.
+        """
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf, **self._parquet_options(table.schema, name))
+        data = buf.getvalue()
+        with self.fs.open_output_stream(final) as sink:
+            sink.write(data)
+        return int(data.size)
+
+    # -- compaction and recovery ------------------------------------------------------------
+
+    def compact_closed_hours(self, now_ns: int, grace_ns: int) -> int:
+        """Compact every partition whose hour ended at least ``grace_ns`` before ``now_ns``."""
+        with self._lock:
+            return self._compact_closed_hours(now_ns, grace_ns)
+
+    def _compact_closed_hours(self, now_ns: int, grace_ns: int) -> int:
+        done = 0
+        staged = {k for items in self._staged.values() for _, keys in items for k in keys}
+        for key in sorted(self._parts):
+            if key.hour_end_ns + grace_ns <= now_ns and key not in staged:
+                self.compact(key)
+                done += 1
+        return done
+
+    def compact(self, key: PartitionKey) -> None:
+        """Merge this writer's parts (and earlier merged file) of ``key`` into one file."""
+        dir_ = posixpath.join(self.base, key.relpath())
+        data_name = f"data-{self.writer_id}.parquet"
+        data_path = posixpath.join(dir_, data_name)
+        parts = self._list_own_parts(dir_)
+        absorbed: list[str] = []
+        tables: list[pa.Table] = []
+        if self.fs.get_file_info(data_path).type == pafs.FileType.File:
+            old = _read_file(self.fs, data_path)
+            listed = _listed_parts(old.schema)
+            absorbed.extend(listed)
+            stale = [p for p in parts if p in listed]
+            for p in stale:  # already inside the merged file (crash after rename)
+                self.fs.delete_file(posixpath.join(dir_, p))
+            parts = [p for p in parts if p not in listed]
+            tables.append(old)
+        if not parts:
+            self._parts.pop(key, None)
+            return
+        for p in parts:
+            tables.append(_read_file(self.fs, posixpath.join(dir_, p)))
+        _, schema = self._schema(key.venue, key.channel)
+        merged = pa.concat_tables([t.cast(schema) for t in tables]).sort_by(
+            [("recv_time", "ascending"), ("conn", "ascending"), ("seq", "ascending")]
+        )
+        absorbed.extend(parts)
+        merged = merged.replace_schema_metadata(schema.metadata)
+        self._bytes += self._atomic_write(
+            key, data_name, merged, {META_PREFIX + "parts": orjson.dumps(absorbed).decode()}
+        )
+        self._files += 1
+        for p in parts:
+            self.fs.delete_file(posixpath.join(dir_, p))
+        self._parts.pop(key, None)
+        self._compactions += 1
+
+    def _list_own_parts(self, dir_: str) -> list[str]:
+        prefix = f"part-{self.writer_id}-"
+        sel = pafs.FileSelector(dir_, allow_not_found=True)
+        return sorted(
+            posixpath.basename(i.path)
+            for i in self.fs.get_file_info(sel)
+            if i.type == pafs.FileType.File
+            and posixpath.basename(i.path).startswith(prefix)
+            and i.path.endswith(".parquet")
+        )
+
+    def recover(self, now_ns: int, grace_ns: int) -> int:
+        """Clean up after a crash: drop temp files, adopt this writer's parts, compact closed hours.
+
+        Returns the number of partitions compacted.
+        """
+        tmp = self._tmp_dir()
+        for info in self.fs.get_file_info(pafs.FileSelector(tmp, allow_not_found=True)):
+            if info.type == pafs.FileType.File:
+                self.fs.delete_file(info.path)
+        prefix = f"part-{self.writer_id}-"
+        sel = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
+        for info in self.fs.get_file_info(sel):
+            if info.type != pafs.FileType.File:
+                continue
+            base = posixpath.basename(info.path)
+            if not (base.startswith(prefix) and base.endswith(".parquet")):
+                continue
+            rel = posixpath.relpath(posixpath.dirname(info.path), self.base)
+            key = parse_relpath(rel)
+            if key is not None and base not in self._parts[key]:
+                self._parts[key].append(base)
+        return self.compact_closed_hours(now_ns, grace_ns)
+
+    def close(self, now_ns: int | None = None, grace_ns: int = 0) -> None:
+        """Flush what is buffered, then compact closed hours."""
+        self.flush()
+        if now_ns is not None:
+            self.compact_closed_hours(now_ns, grace_ns)
+
+    def shutdown(self) -> None:
+        """Stop the file-writing threads (see also ``WriterProcess.shutdown``)."""
+        self._pool.shutdown(wait=True)
+
+    def statistics(self) -> WriterStatistics:
+        staged = sum(t.num_rows for items in self._staged.values() for t, _ in items)
+        pending = len(self._pending) + staged
+        return WriterStatistics(
+            rows_written=self._rows,
+            raw_rows=self._raw,
+            unparsed_rows=self._unparsed,
+            files_written=self._files,
+            bytes_written=self._bytes,
+            compactions=self._compactions,
+            write_errors=self._errors,
+            pending_rows=pending,
+            open_partitions=len(self._parts),
+            last_error=self._last_error,
+        )
+
+
+def _listed_parts(schema: pa.Schema) -> list[str]:
+    meta = schema.metadata or {}
+    raw = meta.get((META_PREFIX + "parts").encode())
+    if not raw:
+        return []
+    parts = orjson.loads(raw)
+    return [str(p) for p in parts]
+
+
+def _read_file(fs: pafs.FileSystem, path: str) -> pa.Table:
+    try:
+        with fs.open_input_file(path) as f:
+            return pq.read_table(f)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ArchiveError(f"cannot read {path}: {redact(str(exc))}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionFiles:
+    """The files of one partition that a reader should read (superseded parts left out)."""
+
+    key: PartitionKey
+    paths: tuple[str, ...]
+    superseded: tuple[str, ...]
+
+
+def list_partitions(
+    root: str, storage_options: Mapping[str, object] | None = None
+) -> tuple[pafs.FileSystem, list[PartitionFiles]]:
+    """Every partition under ``root`` with the files a reader should read, sorted."""
+    r = open_archive_root(root, storage_options)
+    fs, base = r.fs, r.base
+    sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+    by_dir: dict[str, list[str]] = defaultdict(list)
+    try:
+        infos = fs.get_file_info(sel)
+    except OSError as exc:
+        raise ArchiveError(f"cannot list {r.display}: {redact(str(exc))}") from None
+    for info in infos:
+        if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
+            continue
+        rel = posixpath.relpath(info.path, base)
+        if rel.startswith(TMP_DIR):
+            continue
+        by_dir[posixpath.dirname(info.path)].append(posixpath.basename(info.path))
+    out: list[PartitionFiles] = []
+    for dir_, names in by_dir.items():
+        key = parse_relpath(posixpath.relpath(dir_, base))
+        if key is None:
+            continue
+        superseded: set[str] = set()
+        # Only part files can be superseded: a compacted partition's footer need not be read
+        # (with one file per symbol and channel, that read is most of a listing's cost).
+        has_parts = any(n.startswith("part-") for n in names)
+        for n in names:
+            if has_parts and n.startswith("data-"):
+                superseded.update(_listed_parts(_read_schema(fs, posixpath.join(dir_, n))))
+        keep = tuple(sorted(posixpath.join(dir_, n) for n in names if n not in superseded))
+        gone = tuple(sorted(posixpath.join(dir_, n) for n in names if n in superseded))
+        out.append(PartitionFiles(key, keep, gone))
+    out.sort(key=lambda p: p.key)
+    return fs, out
+
+
+def _read_schema(fs: pafs.FileSystem, path: str) -> pa.Schema:
+    try:
+        with fs.open_input_file(path) as f:
+            return pq.read_schema(f)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ArchiveError(f"cannot read {path}: {redact(str(exc))}") from exc
+
+
+def read_partition(fs: pafs.FileSystem, part: PartitionFiles) -> pa.Table:
+    """All rows of a partition, in archive order."""
+    codec = codec_for(part.key.venue, part.key.channel)
+    schema = archive_schema(codec)
+    tables = [_read_file(fs, p).cast(schema) for p in part.paths]
+    if not tables:
+        return schema.empty_table()
+    t = pa.concat_tables(tables)
+    if len(tables) > 1:
+        t = t.sort_by([("recv_time", "ascending"), ("conn", "ascending"), ("seq", "ascending")])
+    return t
+
+
+__all__ = [
+    "COMMON_FIELDS",
+    "FORMAT_VERSION",
+    "ArchiveWriter",
+    "PartitionFiles",
+    "Rows",
+    "WriterStatistics",
+    "archive_schema",
+    "list_partitions",
+    "open_root",
+    "read_partition",
+    "recorder_version",
+    "table_to_messages",
+]

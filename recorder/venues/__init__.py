@@ -1,0 +1,54 @@
+"""Everything venue-specific, behind one contract; sans-IO (no Trio, no sockets).
+
+- ``_contract.py``: what the runtime needs from a venue (:class:`VenueAdapter`, limits, jobs);
+- ``_jsonspec.py`` / ``_channels.py``: declarative payload specs and the codecs built on them;
+- ``_binance.py``, ``_bybit.py``, ``_sbe.py``: each venue family's protocol core and codecs;
+- ``_adapters.py``: the registry of adapters (:func:`make_adapter`).
+
+Importing this package registers every venue's channel codecs (:func:`recorder.core.codec_for`).
+"""
+
+from recorder.venues import _binance, _bybit, _sbe
+from recorder.venues._adapters import make_adapter
+from recorder.venues._contract import (
+    VENUES,
+    Ack,
+    Control,
+    Instrument,
+    OtherControl,
+    Pong,
+    Refusal,
+    Request,
+    Routed,
+    RuntimeLimits,
+    Shutdown,
+    UniverseSelect,
+    VenueAdapter,
+    VenueJob,
+    VenueLimits,
+    subscribe_batches,
+)
+
+FAMILIES = (_binance, _bybit, _sbe)
+"""The venue families' modules, imported here so their codecs are registered."""
+
+__all__ = [
+    "FAMILIES",
+    "VENUES",
+    "Ack",
+    "Control",
+    "Instrument",
+    "OtherControl",
+    "Pong",
+    "Refusal",
+    "Request",
+    "Routed",
+    "RuntimeLimits",
+    "Shutdown",
+    "UniverseSelect",
+    "VenueAdapter",
+    "VenueJob",
+    "VenueLimits",
+    "make_adapter",
+    "subscribe_batches",
+]

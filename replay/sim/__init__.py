@@ -1,0 +1,71 @@
+"""A faithful local exchange simulator (Binance spot/USDⓈ-M/SBE, Bybit V5 public streams).
+
+Usage::
+
+    sim = Simulator(SimConfig(venues=("binance-spot", "bybit-linear")))
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(sim.run)  # SimUrls
+        urls.ws("binance-spot")    # ws://127.0.0.1:<port>  (+ /ws/<s>, /stream?streams=a/b ...)
+        urls.rest("binance-spot")  # http://127.0.0.1:<port> (+ /api/v3/depth ...)
+        sim.inject(Fault("drop", count=3), conn=sim.connections()[0].conn)
+        print(sim.statistics())
+        nursery.cancel_scope.cancel()
+
+Each venue gets its own WebSocket port and REST port (``VenueConfig.ws_port/rest_port``, 0 =
+ephemeral) on ``SimConfig.host`` (127.0.0.1). Venue paths are the real ones: Binance spot/SBE
+``/ws``, ``/ws/<a>/<b>``, ``/stream?streams=a/b[&timeUnit=MICROSECOND]``; USDⓈ-M
+``[/public|/market|/private]/ws…`` and ``…/stream?streams=``; Bybit ``/v5/public/<category>``.
+
+Market data come from one :class:`MarketSource` per venue: a deterministic synthetic market
+(seeded, ``SimConfig.rate`` steps/s) unless ``SimConfig(sources={venue: source})`` supplies
+another one (e.g. a recorded archive). Binance payloads are produced unwrapped; the server adds
+the combined wrapper per connection. Timers (pings, pong timeouts, lifetimes, rate windows,
+faults) use ``trio.current_time()`` so ``MockClock`` tests work; payload timestamps use
+``SimConfig.clock`` (wall clock; :func:`trio_clock` makes them follow Trio's clock).
+
+Module layout: ``_types`` (config, faults, events, protocol, statistics), ``_book`` (random
+order book), ``_binance_market`` / ``_bybit_market`` (synthetic sources), ``_binance`` /
+``_bybit`` (WebSocket protocol handlers), ``_ws`` (wsproto connection), ``_conn`` (connection
+and venue state, delivery with faults), ``_server`` (:class:`Simulator`), ``_rest`` (h11 REST),
+``_ledger`` (NDJSON ledger), ``_sbe_enc`` (SBE encoders from ``recorder.venues._sbe``).
+"""
+
+from replay.sim._server import Simulator
+from replay.sim._types import (
+    DEFAULT_SYMBOLS,
+    VENUES,
+    ConnectionInfo,
+    DepthSnapshot,
+    Fault,
+    FaultKind,
+    MarketEvent,
+    MarketSource,
+    SimConfig,
+    SimUrls,
+    Statistics,
+    SymbolSpec,
+    Venue,
+    VenueConfig,
+    VenueUrls,
+    trio_clock,
+)
+
+__all__ = [
+    "DEFAULT_SYMBOLS",
+    "VENUES",
+    "ConnectionInfo",
+    "DepthSnapshot",
+    "Fault",
+    "FaultKind",
+    "MarketEvent",
+    "MarketSource",
+    "SimConfig",
+    "SimUrls",
+    "Simulator",
+    "Statistics",
+    "SymbolSpec",
+    "Venue",
+    "VenueConfig",
+    "VenueUrls",
+    "trio_clock",
+]
