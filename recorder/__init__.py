@@ -10,6 +10,10 @@ Layers, lowest first (held by import-linter contracts, see ``pyproject.toml``): 
 supervisor and its policies), then ``cli``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from recorder.archive._writer import (
     FORMAT_VERSION,
     ArchiveWriter,
@@ -17,8 +21,6 @@ from recorder.archive._writer import (
     archive_schema,
     list_partitions,
 )
-from recorder.capture._config import RecorderConfig
-from recorder.capture._supervisor import Recorder, RecorderStatistics
 from recorder.core import HOUR_NS
 from recorder.core._codec import ChannelCodec, Decoded, channels_of, codec_for, venues
 from recorder.core._errors import (
@@ -39,6 +41,23 @@ from recorder.core._message import (
     SessionEvent,
 )
 from recorder.venues import VenueJob
+
+if TYPE_CHECKING:
+    from recorder.capture import Recorder, RecorderConfig, RecorderStatistics
+
+
+def __getattr__(name: str) -> Any:
+    # The capture layer (trio, httpx, the supervisor) is loaded on first use rather than with
+    # the package: the archive writer's child process imports ``recorder`` too, and has no
+    # use for it (it would double the child's start-up time).
+    if name in _CAPTURE:
+        from recorder import capture
+
+        return getattr(capture, name)
+    raise AttributeError(f"module 'recorder' has no attribute {name!r}")
+
+
+_CAPTURE = frozenset(("Recorder", "RecorderConfig", "RecorderStatistics"))
 
 __all__ = [
     "ALL_SYMBOLS",

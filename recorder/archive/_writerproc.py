@@ -131,7 +131,7 @@ class WriterProcess(BufferedWriter):
             [
                 sys.executable,
                 "-m",
-                "recorder.archive._writerproc",
+                "recorder.archive._writer_child",
                 str(req_r),
                 str(rep_w),
                 orjson.dumps({"root": self.root, "kwargs": self._kwargs}).decode(),
@@ -287,7 +287,8 @@ class _Pipes:
         self.back.close()
 
 
-def _main(argv: list[str]) -> None:
+def child_main(argv: list[str]) -> None:
+    """The child's entry point (``python -m recorder.archive._writer_child``)."""
     req_fd, rep_fd, spec = int(argv[0]), int(argv[1]), orjson.loads(argv[2])
     _child(
         Connection(req_fd, writable=False),
@@ -295,7 +296,3 @@ def _main(argv: list[str]) -> None:
         spec["root"],
         spec["kwargs"],
     )
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1:])

@@ -7,3 +7,8 @@
 - ``_universe.py``: symbol universes resolved from the exchange;
 - ``_books.py``: order-book continuity, REST snapshots and checkpoints.
 """
+
+from recorder.capture._config import RecorderConfig
+from recorder.capture._supervisor import Recorder, RecorderStatistics
+
+__all__ = ["Recorder", "RecorderConfig", "RecorderStatistics"]
