@@ -75,7 +75,7 @@ async def record(root: str, duration: float) -> None:
     """Record the simulator into ``root`` for ``duration`` seconds (real time)."""
     import trio
 
-    from recorder.capture._supervisor import Recorder, RecorderConfig, VenueJob
+    from recorder import Recorder, RecorderConfig, VenueJob
     from recorder.cli import _run_recorder
     from replay.sim import SimConfig, Simulator
 
