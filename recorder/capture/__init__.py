@@ -5,10 +5,13 @@
 - ``_shard.py``: the pure shard planner; ``_policy.py``: pure timing policies;
 - ``_connection.py``: one shard's connection lifecycle;
 - ``_universe.py``: symbol universes resolved from the exchange;
-- ``_books.py``: order-book continuity, REST snapshots and checkpoints.
+- ``_books.py``: order-book continuity, REST snapshots and checkpoints;
+- ``_metrics.py``: the job's statistics, as Prometheus metrics and readiness answers;
+- ``_ops_http.py``: the ``/metrics``, ``/healthz`` and ``/readyz`` endpoint.
 """
 
 from recorder.capture._config import RecorderConfig
-from recorder.capture._supervisor import Recorder, RecorderStatistics
+from recorder.capture._metrics import RecorderStatistics
+from recorder.capture._supervisor import Recorder
 
 __all__ = ["Recorder", "RecorderConfig", "RecorderStatistics"]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.capture._connection import Timing
+from recorder.capture._metrics import HealthPolicy
 from recorder.capture._shard import split_for_host, split_for_workers
 from recorder.capture._universe import expand_streams
 from recorder.core._errors import ConfigError
@@ -57,7 +58,16 @@ class RecorderConfig:
     written to disk every ``flush_interval``. Encoding as they come keeps the buffers small
     and leaves little to do at each flush (and at shutdown)."""
 
+    metrics_port: int | None = None
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on this port (0 = any free port)."""
+    metrics_host: str = "127.0.0.1"
+    """Where the metrics endpoint listens (``0.0.0.0`` to let a scraper on the network in)."""
+    health: HealthPolicy = field(default_factory=HealthPolicy)
+    """When ``/readyz`` answers 200."""
+
     def __post_init__(self) -> None:
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics_port must be in 0..65535, got {self.metrics_port}")
         for j in self.jobs:
             if j.select is not None and not j.channels:
                 raise ConfigError(f"{j.venue}: a symbol selection needs 'channels'")

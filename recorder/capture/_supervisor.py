@@ -15,15 +15,17 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import trio
 
-from recorder.archive._writer import ArchiveWriter, WriterStatistics, as_unparsed
+from recorder.archive._writer import ArchiveWriter, as_unparsed
 from recorder.archive._writerproc import WriterProcess
-from recorder.capture._books import BookKeeper, BookStatistics
+from recorder.capture._books import BookKeeper
 from recorder.capture._config import RecorderConfig
-from recorder.capture._connection import ShardRunner, ShardStatistics
+from recorder.capture._connection import ShardRunner
+from recorder.capture._metrics import RecorderStatistics
+from recorder.capture._ops_http import serve_ops
 from recorder.capture._policy import RolloverSchedule, StallWatchdog
 from recorder.capture._shard import ShardAssignment, ShardPlan, StreamSpec, plan_shards, rebalance
 from recorder.capture._universe import (
@@ -38,17 +40,6 @@ from recorder.net._rest import RestClient, RestError, rest_client_for
 from recorder.venues import VenueAdapter, VenueJob
 
 log = logging.getLogger("ticktape.recorder")
-
-
-@dataclass(frozen=True, slots=True)
-class RecorderStatistics:
-    """A snapshot of the whole job, for the live status display and tests."""
-
-    started_ns: int
-    shards: tuple[ShardStatistics, ...]
-    writer: WriterStatistics
-    books: tuple[BookStatistics, ...]
-    tap_drops: int
 
 
 class FanOut:
@@ -123,6 +114,8 @@ class Recorder:
         self._plans: dict[str, ShardPlan] = {}
         self._connect_limiters: dict[str, TrioRateLimiter] = {}
         self.started_ns = time.time_ns()
+        self.metrics_port: int | None = None
+        """The port ``/metrics`` listens on once running (``metrics_port=0`` picks one)."""
         self._rng = random.Random(config.seed)
 
     def resubscribe(self, venue: str, streams: Sequence[str]) -> bool:
@@ -151,6 +144,14 @@ class Recorder:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                if cfg.metrics_port is not None:
+                    self.metrics_port = await nursery.start(
+                        serve_ops,
+                        cfg.metrics_host,
+                        cfg.metrics_port,
+                        self.statistics,
+                        cfg.health,
+                    )
                 nursery.start_soon(self._flush_loop, grace_ns)
                 for job in cfg.jobs:
                     await self._start_job(nursery, job)
