@@ -90,6 +90,12 @@ def cli() -> None:
     "--shard", "shard_opt", help="I/N: record this host's share of the streams (0-based)."
 )
 @click.option("--workers", type=click.IntRange(1, 64), default=1, help="Processes on this host.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus /metrics, /healthz and /readyz on this port (worker i: port + i).",
+)
+@click.option("--metrics-host", help="Address the metrics endpoint listens on (127.0.0.1).")
 @click.option("--worker", "worker_opt", hidden=True, help="I/N: set by --workers for each child.")
 def record(
     config: str | None,
@@ -107,6 +113,8 @@ def record(
     log_json: bool,
     shard_opt: str | None,
     workers: int,
+    metrics_port: int | None,
+    metrics_host: str | None,
     worker_opt: str | None,
 ) -> None:
     """Record market data until stopped (SIGINT/SIGTERM flush everything and exit 0)."""
@@ -134,6 +142,8 @@ def record(
             writer_id=writer_id,
             shard=parse_share(shard_opt, "--shard"),
             worker=parse_share(worker_opt, "--worker"),
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
         )
         rec = Recorder(cfg)
     except TicktapeError as exc:

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 import trio
 
 from recorder import Recorder, RecorderConfig, RecorderStatistics, VenueJob
 from recorder.archive._writer import WriterStatistics
+from recorder.capture._config import load_config
 from recorder.capture._connection import ShardStatistics
 from recorder.capture._metrics import HealthPolicy, metric_names, readiness, render_metrics
+from recorder.core import ConfigError
 from replay.sim import Fault, SimConfig, Simulator
 from tests.simrec import FAST
 
@@ -204,3 +207,23 @@ async def test_scraped_during_a_recording(tmp_path: Path) -> None:
                 assert (await http.get("/nope")).status_code == 404
             rn.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
+
+
+VENUE_TABLE = (
+    '[[venues]]\nvenue = "binance-spot"\nstreams = ['
+    + ", ".join(f'"{s}usdt@trade"' for s in ("btc", "eth", "bnb", "xrp", "sol", "ada", "doge"))
+    + "]\n"
+)
+
+
+def test_metrics_port_from_toml_and_options(tmp_path: Path) -> None:
+    job = tmp_path / "job.toml"
+    job.write_text('root = "a"\nmetrics_port = 9100\n' + VENUE_TABLE)
+    assert load_config(str(job)).metrics_port == 9100
+    assert load_config(str(job)).metrics_host == "127.0.0.1"
+    # The option wins; each worker process gets its own port.
+    assert load_config(str(job), metrics_port=9200).metrics_port == 9200
+    assert load_config(str(job), worker=(2, 4)).metrics_port == 9102
+    job.write_text('root = "a"\nmetrics_port = "x"\n' + VENUE_TABLE)
+    with pytest.raises(ConfigError, match="metrics_port"):
+        load_config(str(job))

@@ -204,6 +204,8 @@ def load_config(
     writer_id: str | None = None,
     shard: tuple[int, int] | None = None,
     worker: tuple[int, int] | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> RecorderConfig:
     """Merge a TOML file with command-line options (options win) into a validated config."""
     data: dict[str, Any] = {}
@@ -214,7 +216,16 @@ def load_config(
             raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    top_known = {"root", "flush_interval", "writer_id", "venues", "compaction_grace", "shard"}
+    top_known = {
+        "root",
+        "flush_interval",
+        "writer_id",
+        "venues",
+        "compaction_grace",
+        "shard",
+        "metrics_port",
+        "metrics_host",
+    }
     unknown = set(data) - top_known
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
@@ -280,7 +291,17 @@ def load_config(
         wid += f"-h{shard[0]}of{shard[1]}"
     if worker is not None:
         wid += f"-w{worker[0]}"
+    port = metrics_port if metrics_port is not None else data.get("metrics_port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
+        raise ConfigError("metrics_port must be a port number")
+    if port and worker is not None:
+        port += worker[0]  # one endpoint per worker process: base port + worker index
+    host = metrics_host or data.get("metrics_host") or "127.0.0.1"
+    if not isinstance(host, str):
+        raise ConfigError("metrics_host must be a string")
     return RecorderConfig(
+        metrics_port=port,
+        metrics_host=host,
         root=root,
         jobs=tuple(jobs),
         worker_count=worker[1] if worker is not None else 1,
