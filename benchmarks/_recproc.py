@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import trio
 
 from recorder import Recorder, RecorderConfig, VenueJob
-from recorder.archive._writer import list_partitions
+from recorder.archive._reader import list_partitions
 
 
 def rss_kb(field: str = "VmRSS", pid: int | str = "self") -> int:

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from recorder.archive._writer import (
-    FORMAT_VERSION,
-    ArchiveWriter,
-    WriterStatistics,
-    archive_schema,
-    list_partitions,
-)
+from recorder.archive._buffer import WriterStatistics
+from recorder.archive._reader import list_partitions
+from recorder.archive._schema import FORMAT_VERSION, archive_schema
+from recorder.archive._writer import ArchiveWriter
 from recorder.core import HOUR_NS
 from recorder.core._codec import ChannelCodec, Decoded, channels_of, codec_for, venues
 from recorder.core._errors import (

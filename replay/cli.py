@@ -172,7 +172,7 @@ def serve(
     """Serve an archive over the exchanges' own WebSocket protocols: existing Binance or Bybit
     clients connect unchanged and receive the recorded payloads byte-exact, paced by their
     recorded times."""
-    from recorder.archive._writer import list_partitions
+    from recorder.archive import list_partitions
     from replay.serve._serve import ArchiveSource
     from replay.sim import VENUES, SimConfig, Simulator
 

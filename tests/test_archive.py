@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from recorder import ArchiveWriter, Message
-from recorder.archive._writer import TMP_DIR, list_partitions
+from recorder.archive._reader import list_partitions
+from recorder.archive._schema import TMP_DIR
 from replay import open_archive
 from tests.archive_helpers import HOUR_NS, T0, binance_trade, mixed_messages
 

@@ -12,11 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recorder.archive import _buffer as arc
 from recorder.archive import _columnar as columnar
-from recorder.archive import _writer as arc
+from recorder.archive._buffer import Rows
 from recorder.archive._columnar import encoder_for
 from recorder.archive._layout import PartitionKey
-from recorder.archive._writer import Rows, archive_schema
+from recorder.archive._schema import archive_schema, unit_cast_schema
 from recorder.core._codec import codec_for
 from recorder.venues import _binance as bn
 from tests._shared import corpus
@@ -59,8 +60,8 @@ def _both_paths(
 def _same(fast: pa.Table, slow: pa.Table) -> None:
     assert fast.schema == slow.schema
     fast, slow = (
-        fast.cast(arc._unit_cast_schema(fast.schema)),
-        slow.cast(arc._unit_cast_schema(slow.schema)),
+        fast.cast(unit_cast_schema(fast.schema)),
+        slow.cast(unit_cast_schema(slow.schema)),
     )
     for name in fast.column_names:
         a, b = fast.column(name).to_pylist(), slow.column(name).to_pylist()

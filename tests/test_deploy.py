@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from recorder import RecorderStatistics
-from recorder.archive._writer import WriterStatistics
+from recorder.archive._buffer import WriterStatistics
 from recorder.capture._books import BookStatistics
 from recorder.capture._connection import ShardStatistics
 from recorder.capture._metrics import metric_names

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from recorder import Recorder, RecorderConfig, RecorderStatistics, VenueJob
-from recorder.archive._writer import WriterStatistics
+from recorder.archive._buffer import WriterStatistics
 from recorder.capture._config import load_config
 from recorder.capture._connection import ShardStatistics
 from recorder.capture._metrics import HealthPolicy, metric_names, readiness, render_metrics

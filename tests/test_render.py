@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recorder.archive._render import decimal_text, fast_payloads, payloads
-from recorder.archive._writer import archive_schema
+from recorder.archive._schema import archive_schema
 from recorder.core._codec import ChannelCodec, codec_for
 from recorder.venues import _binance as bn
 from recorder.venues._jsonspec import DP_EMPTY, DP_NULL, parse_decimal

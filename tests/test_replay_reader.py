@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from recorder import ArchiveWriter, Message
-from recorder.archive._writer import list_partitions, read_partition, table_to_messages
+from recorder.archive._reader import list_partitions, read_partition, table_to_messages
 from recorder.core._errors import ArchiveError
 from replay import open_archive
 from replay.reader._reader import ArchiveReader, Selection

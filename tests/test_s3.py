@@ -28,8 +28,8 @@ from moto.server import ThreadedMotoServer
 
 from recorder import ArchiveWriter, Message
 from recorder.archive._inspect import group_summary, summarize, verify
+from recorder.archive._reader import list_partitions
 from recorder.archive._storage import open_archive_root, redact
-from recorder.archive._writer import list_partitions
 from recorder.cli import cli
 from recorder.core._errors import ArchiveError
 from replay import open_archive

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from recorder import ArchiveWriter, Message
-from recorder.archive._writer import list_partitions
+from recorder.archive._reader import list_partitions
 from recorder.venues._sbe import encode_best_bid_ask, encode_trades
 from replay.scans._scan import (
     HIVE_SCHEMA,

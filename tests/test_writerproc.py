@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 from recorder import Message
-from recorder.archive._writer import as_unparsed
+from recorder.archive._buffer import as_unparsed
 from recorder.archive._writerproc import WriterProcess
 from replay import open_archive
 from tests.archive_helpers import mixed_messages

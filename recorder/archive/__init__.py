@@ -2,9 +2,68 @@
 
 - ``_layout.py``: safe Hive partition paths;
 - ``_storage.py``: local and object-store roots, secrets kept out of text;
-- ``_writer.py``: schemas, buffering, part files, compaction and recovery;
+- ``_schema.py``: the explicit schemas and file metadata;
+- ``_buffer.py``: per-partition buffers, staged rows and their encoding;
+- ``_writer.py``: part files, compaction and recovery (:class:`ArchiveWriter`);
+- ``_reader.py``: the one reader: partitions, their files, rows and messages;
 - ``_columnar.py`` / ``_render.py``: payloads to typed columns and back, a batch at a time;
-- ``_writerproc.py``: the writer in a process of its own;
+- ``_writerproc.py``, ``_writer_child.py``: the writer in a process of its own;
 - ``_inspect.py``: ``ticktape ls`` and ``ticktape verify``;
 - ``_schemadoc.py``: the schema reference in the README.
 """
+
+from recorder.archive._buffer import Rows, WriterStatistics, as_unparsed
+from recorder.archive._inspect import (
+    PartitionSummary,
+    VerifyReport,
+    group_summary,
+    summarize,
+    verify,
+)
+from recorder.archive._layout import PartitionKey, encode_value
+from recorder.archive._reader import (
+    PartitionFiles,
+    list_partitions,
+    read_partition,
+    table_to_messages,
+)
+from recorder.archive._render import payloads, typed_rows
+from recorder.archive._schema import (
+    COMMON_FIELDS,
+    FORMAT_VERSION,
+    META_PREFIX,
+    RAW_FIELD,
+    archive_schema,
+    recorder_version,
+)
+from recorder.archive._storage import ArchiveRoot, open_archive_root, redact
+from recorder.archive._writer import ArchiveWriter
+
+__all__ = [
+    "COMMON_FIELDS",
+    "FORMAT_VERSION",
+    "META_PREFIX",
+    "RAW_FIELD",
+    "ArchiveRoot",
+    "ArchiveWriter",
+    "PartitionFiles",
+    "PartitionKey",
+    "PartitionSummary",
+    "Rows",
+    "VerifyReport",
+    "WriterStatistics",
+    "archive_schema",
+    "as_unparsed",
+    "encode_value",
+    "group_summary",
+    "list_partitions",
+    "open_archive_root",
+    "payloads",
+    "read_partition",
+    "recorder_version",
+    "redact",
+    "summarize",
+    "table_to_messages",
+    "typed_rows",
+    "verify",
+]

@@ -18,13 +18,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recorder.archive._writer import (
-    META_PREFIX,
-    PartitionFiles,
-    _unit_cast_schema,
-    archive_schema,
-    list_partitions,
-)
+from recorder.archive._reader import PartitionFiles, list_partitions
+from recorder.archive._schema import META_PREFIX, archive_schema, unit_cast_schema
 from recorder.core._codec import codec_for
 from recorder.core._message import SESSION_CHANNEL
 
@@ -139,7 +134,7 @@ def _verify_partition(fs: Any, p: PartitionFiles, rep: VerifyReport, check_rende
         tables.append(t)
     if not tables:
         return
-    t = pa.concat_tables(tables).cast(_unit_cast_schema(schema))
+    t = pa.concat_tables(tables).cast(unit_cast_schema(schema))
     rep.rows += t.num_rows
     cols = {n: t.column(n).to_pylist() for n in t.column_names}
     typed = [f.name for f in codec.typed_fields]

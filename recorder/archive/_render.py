@@ -37,6 +37,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recorder.archive._schema import unit_cast_schema
 from recorder.core._codec import ChannelCodec
 from recorder.venues._binance import ENVELOPE_COMBINED, ENVELOPE_NONE, CombinedEnvelope, Reordered
 from recorder.venues._channels import JsonChannel, NoEnvelope
@@ -563,9 +564,7 @@ def _nested_ints(arr: pa.Array) -> pa.Array:
     typ = arr.type
     if not (pa.types.is_list(typ) or pa.types.is_struct(typ)):
         return arr
-    from recorder.archive._writer import _unit_cast_schema
-
-    target = _unit_cast_schema(pa.schema([pa.field("x", typ)])).field("x").type
+    target = unit_cast_schema(pa.schema([pa.field("x", typ)])).field("x").type
     return arr if target == typ else arr.cast(target)
 
 

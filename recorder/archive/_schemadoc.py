@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from recorder.archive._writer import COMMON_FIELDS, RAW_FIELD
+from recorder.archive._schema import COMMON_FIELDS, RAW_FIELD
 from recorder.core._codec import channels_of, codec_for, venues
 
 BEGIN = (

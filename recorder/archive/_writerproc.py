@@ -32,14 +32,9 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from recorder.archive._buffer import BufferedWriter, PartitionBuffer, Rows, WriterStatistics
 from recorder.archive._layout import PartitionKey
-from recorder.archive._writer import (
-    ArchiveWriter,
-    BufferedWriter,
-    PartitionBuffer,
-    Rows,
-    WriterStatistics,
-)
+from recorder.archive._writer import ArchiveWriter
 from recorder.core import HOUR_NS
 from recorder.core._errors import ArchiveError
 from recorder.core._message import Message

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from recorder.archive._writer import WriterStatistics
+from recorder.archive._buffer import WriterStatistics
 from recorder.capture._books import BookStatistics
 from recorder.capture._connection import ShardStatistics
 from recorder.core import SECOND_NS

@@ -19,7 +19,8 @@ from dataclasses import replace
 
 import trio
 
-from recorder.archive._writer import ArchiveWriter, as_unparsed
+from recorder.archive._buffer import as_unparsed
+from recorder.archive._writer import ArchiveWriter
 from recorder.archive._writerproc import WriterProcess
 from recorder.capture._books import BookKeeper
 from recorder.capture._config import RecorderConfig

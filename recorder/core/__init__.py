@@ -25,6 +25,7 @@ from recorder.core._message import (
     UNPARSED_CHANNEL,
     Message,
     SessionEvent,
+    replayed_messages,
 )
 from recorder.core._time import HOUR_NS, MS_NS, SECOND_NS, US_NS
 
@@ -52,5 +53,6 @@ __all__ = [
     "channels_of",
     "codec_for",
     "register",
+    "replayed_messages",
     "venues",
 ]

@@ -46,9 +46,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from recorder import HOUR_NS
-from recorder.archive._writer import PartitionFiles, list_partitions
-from recorder.core._errors import ArchiveError
-from recorder.core._message import Message
+from recorder.archive import PartitionFiles, list_partitions
+from recorder.core import ArchiveError, Message
 from recorder.venues._binance import (
     _LIVE,
     USDM,

@@ -20,7 +20,7 @@ from typing import IO, Any, BinaryIO, Final
 import orjson
 
 from recorder import Message
-from recorder.core._codec import codec_for
+from recorder.core import codec_for
 
 _CHUNK: Final = 1024
 """Lines joined per write call."""

@@ -31,12 +31,15 @@ import pyarrow.parquet as pq
 import trio
 
 from recorder import HOUR_NS, Message
-from recorder.archive._layout import PartitionKey
-from recorder.archive._render import payloads, typed_rows
-from recorder.archive._writer import PartitionFiles, archive_schema, list_partitions
-from recorder.core._codec import ChannelCodec, codec_for
-from recorder.core._errors import ArchiveError
-from recorder.core._message import replayed_messages
+from recorder.archive import (
+    PartitionFiles,
+    PartitionKey,
+    archive_schema,
+    list_partitions,
+    payloads,
+    typed_rows,
+)
+from recorder.core import ArchiveError, ChannelCodec, codec_for, replayed_messages
 from recorder.venues._channels import JsonChannel
 from recorder.venues._jsonspec import Obj, Str
 

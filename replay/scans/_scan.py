@@ -4,7 +4,7 @@
 columns (``recv_time`` as ``Datetime(ns, UTC)``, exchange times as ``Datetime``, decimals as
 ``Float64`` with their ``*_dp`` digit counts, nested levels/trades as lists of structs, and
 ``raw``) plus the Hive columns ``venue``, ``channel``, ``symbol``, ``date`` (Date) and ``hour``.
-The files are listed by :func:`recorder.archive._writer.list_partitions` and passed explicitly, so
+The files are listed by :func:`recorder.archive.list_partitions` and passed explicitly, so
 part files already absorbed by a compacted ``data-*.parquet`` (a crash between compaction and
 deletion) are never read twice. Rows come in file order (by symbol, then hour, each file
 sorted by receive time); sort if you need a global order.
@@ -30,9 +30,8 @@ from typing import Any, Final
 
 import polars as pl
 
-from recorder.archive._layout import encode_value
-from recorder.archive._writer import archive_schema, list_partitions
-from recorder.core._codec import codec_for
+from recorder.archive import archive_schema, encode_value, list_partitions
+from recorder.core import codec_for
 
 TimeLike = int | dt.datetime | None
 Symbols = str | Iterable[str] | None

@@ -16,8 +16,7 @@ from collections.abc import Collection, Iterator, Sequence
 import orjson
 
 from recorder import Message
-from recorder.core._codec import codec_for
-from recorder.core._message import ALL_SYMBOLS, CONTROL_CHANNEL, SESSION_CHANNEL, UNPARSED_CHANNEL
+from recorder.core import ALL_SYMBOLS, CONTROL_CHANNEL, SESSION_CHANNEL, UNPARSED_CHANNEL, codec_for
 from recorder.venues._binance import COMBINED
 from replay.reader._reader import ArchiveReader, Selection
 from replay.sim import DepthSnapshot, MarketEvent, SymbolSpec
