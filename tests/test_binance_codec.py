@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from recorder.core._codec import channels_of, codec_for
 from recorder.core._errors import LocalProtocolError, RemoteProtocolError
 from recorder.core._message import ALL_SYMBOLS, CONTROL_CHANNEL
-from recorder.venues import _binance as B
-from recorder.venues._binance import (
+from recorder.venues import binance as B
+from recorder.venues.binance import (
     SPOT,
     USDM,
     Apply,

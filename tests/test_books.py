@@ -19,8 +19,8 @@ from recorder.core._codec import codec_for
 from recorder.core._errors import ConfigError
 from recorder.core._message import Message
 from recorder.net._rest import RestClient, RestResponse, binance_policy
-from recorder.venues import _binance as bn
-from recorder.venues import _bybit as bb
+from recorder.venues import binance as bn
+from recorder.venues import bybit as bb
 from replay.sim import Fault
 from tests._shared import corpus
 from tests.test_sim_support import config, running

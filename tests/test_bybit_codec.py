@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from recorder.core._codec import ChannelCodec, channels_of, codec_for
 from recorder.core._errors import LocalProtocolError, RemoteProtocolError, UnsupportedMessage
-from recorder.venues import _bybit as bb
+from recorder.venues import bybit as bb
 from tests._shared import CorpusLine, corpus
 
 VENUE_DIRS = ("bybit-spot", "bybit-linear", "bybit-inverse", "bybit-option")

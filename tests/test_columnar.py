@@ -19,7 +19,7 @@ from recorder.archive._columnar import encoder_for
 from recorder.archive._layout import PartitionKey
 from recorder.archive._schema import archive_schema, unit_cast_schema
 from recorder.core._codec import codec_for
-from recorder.venues import _binance as bn
+from recorder.venues import binance as bn
 from tests._shared import corpus
 
 T0 = 1_795_258_740_000_000_000

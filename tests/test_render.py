@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from recorder.archive._render import decimal_text, fast_payloads, payloads
 from recorder.archive._schema import archive_schema
 from recorder.core._codec import ChannelCodec, codec_for
-from recorder.venues import _binance as bn
+from recorder.venues import binance as bn
 from recorder.venues._jsonspec import DP_EMPTY, DP_NULL, parse_decimal
 from tests._shared import corpus
 from tests.test_lossless import _classify

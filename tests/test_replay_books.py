@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from recorder import ArchiveWriter, Message
-from recorder.venues._bybit import checkpoint_payload
+from recorder.venues.bybit import checkpoint_payload
 from replay import open_archive
 from replay.books._books import BookBuilder, BookState, OrderBook, book_states
 from tests.archive_helpers import HOUR_NS

@@ -356,7 +356,7 @@ def encoder_for(codec: ChannelCodec) -> ColumnarEncoder | None:
         return None
     if any(k.optional and type(k.node) is Const for k in root.keys):
         return None
-    from recorder.venues._binance import CombinedEnvelope
+    from recorder.venues.binance import CombinedEnvelope
 
     if isinstance(codec.envelope, CombinedEnvelope):
         return ColumnarEncoder(root, wrapped=True)

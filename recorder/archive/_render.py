@@ -39,7 +39,6 @@ import pyarrow.compute as pc
 
 from recorder.archive._schema import unit_cast_schema
 from recorder.core._codec import ChannelCodec
-from recorder.venues._binance import ENVELOPE_COMBINED, ENVELOPE_NONE, CombinedEnvelope, Reordered
 from recorder.venues._channels import JsonChannel, NoEnvelope
 from recorder.venues._jsonspec import (
     DP_EMPTY,
@@ -58,6 +57,7 @@ from recorder.venues._jsonspec import (
     Time,
     _json_str,
 )
+from recorder.venues.binance import ENVELOPE_COMBINED, ENVELOPE_NONE, CombinedEnvelope, Reordered
 
 __all__ = ["fast_payloads", "payloads", "typed_rows"]
 

@@ -8,12 +8,12 @@ archive through the same sink:
 
 * **Binance** (``binance-spot`` / ``binance-usdm``, channel ``depth``, the diff-depth streams):
   per stream, the venue's documented local-book procedure (Spot §8, USDⓈ-M §7) driven by
-  :class:`~recorder.venues._binance.DepthSync`: buffer the first events, fetch a REST
+  :class:`~recorder.venues.binance.DepthSync`: buffer the first events, fetch a REST
   snapshot, drop or apply the buffered events, check ``U``/``u`` (Spot) or ``pu`` (USDⓈ-M)
   on every event and, on a gap, fetch a new snapshot for that stream only. Every REST body
   is recorded verbatim as a ``depth_snapshot`` message (``conn`` ``rest:<venue>``).
 * **Bybit** (channel ``orderbook``): snapshot then deltas, checked by
-  :class:`~recorder.venues._bybit.BookSync`; on a continuity break the keeper records the
+  :class:`~recorder.venues.bybit.BookSync`; on a continuity break the keeper records the
   gap and asks the recorder to resubscribe just that topic (the new subscription starts
   with a snapshot).
 * **Session events** (channel ``session``, ``conn`` ``book:<venue>``, stream and symbol of the
@@ -59,8 +59,8 @@ from recorder.core import HOUR_NS
 from recorder.core._errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from recorder.core._message import SESSION_CHANNEL, Message, SessionEvent
 from recorder.net._rest import RestError, RestResponse
-from recorder.venues import _binance as bn
-from recorder.venues import _bybit as bb
+from recorder.venues import binance as bn
+from recorder.venues import bybit as bb
 from recorder.venues._channels import session_payload
 
 log = logging.getLogger("ticktape.books")

@@ -18,7 +18,7 @@ import orjson
 from recorder.core._errors import RemoteProtocolError
 from recorder.net._rest import RestClient
 from recorder.venues import Instrument, UniverseSelect
-from recorder.venues import _binance as bn
+from recorder.venues import binance as bn
 
 
 def select_symbols(instruments: Iterable[Instrument], sel: UniverseSelect) -> list[str]:

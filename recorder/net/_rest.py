@@ -40,8 +40,8 @@ from recorder.core._errors import (
     RemoteProtocolError,
     TicktapeError,
 )
-from recorder.venues import _binance as bn
-from recorder.venues import _bybit as bb
+from recorder.venues import binance as bn
+from recorder.venues import bybit as bb
 
 log = logging.getLogger("ticktape.rest")
 

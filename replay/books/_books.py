@@ -17,12 +17,12 @@ Continuity rules (``shared/protocols``):
 * Binance Spot (binance-spot.md 8): after a snapshot drop events with ``u <= lastUpdateId``;
   an event with ``U > book id + 1`` is a gap. USDⓈ-M (binance-usdm-futures.md 7): drop
   ``u < lastUpdateId``; after the first applied event, ``pu`` must equal the previous ``u``.
-  Both are delegated to :class:`recorder.venues._binance.DepthSync`, the recorder's own state
+  Both are delegated to :class:`recorder.venues.binance.DepthSync`, the recorder's own state
   machine, so replay and recording agree. Diffs received before a REST snapshot are kept (as
   the live procedure buffers them) and re-applied after it.
 * Bybit (bybit-v5.md 4.1, 6): every ``snapshot`` message replaces the book (``u = 1`` after a
   service restart included); ``delta`` levels are applied; ``u`` must step by one
-  (:class:`recorder.venues._bybit.BookSync`, ``strict_increment``), a stale ``u`` is ignored.
+  (:class:`recorder.venues.bybit.BookSync`, ``strict_increment``), a stale ``u`` is ignored.
 
 A gap: the book is thrown away and no state is yielded until a later snapshot or checkpoint
 re-synchronises it (a book is never invented). Every such stretch is reported as a
@@ -48,8 +48,7 @@ import pyarrow.parquet as pq
 from recorder import HOUR_NS
 from recorder.archive import PartitionFiles, list_partitions
 from recorder.core import ArchiveError, Message
-from recorder.venues._binance import (
-    _LIVE,
+from recorder.venues.binance import (
     USDM,
     Apply,
     Buffer,
@@ -59,11 +58,12 @@ from recorder.venues._binance import (
     SnapshotTooOld,
     UseSnapshot,
 )
-from recorder.venues._binance import VENUES as BINANCE_VENUES
-from recorder.venues._binance import Gap as BinanceGap
-from recorder.venues._bybit import VENUES as BYBIT_VENUES
-from recorder.venues._bybit import BookSync, Stale
-from recorder.venues._bybit import Gap as BybitGap
+from recorder.venues.binance import VENUES as BINANCE_VENUES
+from recorder.venues.binance import Gap as BinanceGap
+from recorder.venues.binance._books import _LIVE
+from recorder.venues.bybit import VENUES as BYBIT_VENUES
+from recorder.venues.bybit import BookSync, Stale
+from recorder.venues.bybit import Gap as BybitGap
 
 log = logging.getLogger("ticktape.replay.books")
 

@@ -17,7 +17,7 @@ import orjson
 
 from recorder import Message
 from recorder.core import ALL_SYMBOLS, CONTROL_CHANNEL, SESSION_CHANNEL, UNPARSED_CHANNEL, codec_for
-from recorder.venues._binance import COMBINED
+from recorder.venues.binance import COMBINED
 from replay.reader._reader import ArchiveReader, Selection
 from replay.sim import DepthSnapshot, MarketEvent, SymbolSpec
 
