@@ -6,7 +6,7 @@ import orjson
 
 from recorder import HOUR_NS, Message
 from recorder.venues._channels import session_payload
-from recorder.venues._sbe import encode_trades
+from recorder.venues.sbe import encode_trades
 
 # 2026-11-21 10:59:00 UTC: a minute before an hour boundary.
 T0 = 1_795_258_740_000_000_000

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recorder import ArchiveWriter, Message
-from recorder.venues import _sbe as sbe
 from recorder.venues import binance as bn
 from recorder.venues import bybit as bb
+from recorder.venues import sbe
 from replay import open_archive
 from tests._shared import corpus
 

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from recorder.core._codec import ChannelCodec, channels_of, codec_for
 from recorder.core._errors import ConfigError, RemoteProtocolError
-from recorder.venues import _sbe
+from recorder.venues import sbe as _sbe
 from recorder.venues._jsonspec import Mismatch
-from recorder.venues._sbe import (
+from recorder.venues.sbe import (
     MESSAGES,
     ApiKey,
     SbeDecodeError,
@@ -30,6 +30,7 @@ from recorder.venues._sbe import (
     frame_info,
     stream_name,
 )
+from recorder.venues.sbe import _layout as sbe_layout
 from tests._shared import corpus, shared_dir
 
 # The four worked examples of shared/protocols/binance-sbe.md §3, copied verbatim.
@@ -499,8 +500,8 @@ def test_layout_matches_the_official_schema() -> None:
     for code in (_sbe.HEADER_LAYOUT, _sbe.GROUP_SIZE, _sbe.GROUP_SIZE16):
         xml_fields, _, size = _layout(composites[code.name].findall("type"), prims)
         assert _code(code.fields) == xml_fields, code.name
-        assert struct.calcsize("<" + "".join(_sbe._CHAR[p] for _, _, p in xml_fields)) == size
-    assert _sbe._HEADER.size == 8
+        assert struct.calcsize("<" + "".join(sbe_layout._CHAR[p] for _, _, p in xml_fields)) == size
+    assert sbe_layout._HEADER.size == 8
     for code in (_sbe.GROUP_SIZE, _sbe.GROUP_SIZE16):
         (count,) = (t for t in composites[code.name] if t.attrib["name"] == "numInGroup")
         xml_max = int(count.attrib.get("maxValue", _UMAX[count.attrib["primitiveType"]]))
@@ -521,7 +522,7 @@ def test_layout_matches_the_official_schema() -> None:
         assert _code(code_msg.fields) == fields, code_msg.name
         assert constants == []
         assert code_msg.block_length == int(msg.attrib.get("blockLength", block))
-        assert _sbe._ROOT[code_msg.template_id].size == code_msg.block_length
+        assert sbe_layout._ROOT[code_msg.template_id].size == code_msg.block_length
         groups = msg.findall("group")
         assert [g.attrib["name"] for g in groups] == [g.name for g in code_msg.groups]
         for g, code_group in zip(groups, code_msg.groups, strict=True):

@@ -12,7 +12,7 @@ import pytest
 
 from recorder import ArchiveWriter, Message
 from recorder.archive._reader import list_partitions
-from recorder.venues._sbe import encode_best_bid_ask, encode_trades
+from recorder.venues.sbe import encode_best_bid_ask, encode_trades
 from replay.scans._scan import (
     HIVE_SCHEMA,
     QUOTE_SCHEMA,

@@ -8,9 +8,9 @@
 Importing this package registers every venue's channel codecs (:func:`recorder.core.codec_for`).
 """
 
-from recorder.venues import _sbe
 from recorder.venues import binance as _binance
 from recorder.venues import bybit as _bybit
+from recorder.venues import sbe as _sbe
 from recorder.venues._adapters import make_adapter
 from recorder.venues._contract import (
     VENUES,

@@ -15,9 +15,9 @@ import orjson
 from recorder.core._errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from recorder.core._frame import Frame
 from recorder.core._message import ALL_SYMBOLS, CONTROL_CHANNEL, UNPARSED_CHANNEL
-from recorder.venues import _sbe as sbe
 from recorder.venues import binance as bn
 from recorder.venues import bybit as bb
+from recorder.venues import sbe
 from recorder.venues._contract import (
     Ack,
     Control,

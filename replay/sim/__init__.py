@@ -27,7 +27,7 @@ Module layout: ``_types`` (config, faults, events, protocol, statistics), ``_boo
 order book), ``_binance_market`` / ``_bybit_market`` (synthetic sources), ``_binance`` /
 ``_bybit`` (WebSocket protocol handlers), ``_ws`` (wsproto connection), ``_conn`` (connection
 and venue state, delivery with faults), ``_server`` (:class:`Simulator`), ``_rest`` (h11 REST),
-``_ledger`` (NDJSON ledger), ``_sbe_enc`` (SBE encoders from ``recorder.venues._sbe``).
+``_ledger`` (NDJSON ledger), ``_sbe_enc`` (SBE encoders from ``recorder.venues.sbe``).
 """
 
 from replay.sim._server import Simulator

@@ -1,10 +1,10 @@
-"""SBE encoders for the simulator (``binance-sbe.md`` §2), on top of ``recorder.venues._sbe``."""
+"""SBE encoders for the simulator (``binance-sbe.md`` §2), on top of ``recorder.venues.sbe``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from recorder.venues import _sbe as _rec
+from recorder.venues import sbe as _rec
 
 
 def trades(
