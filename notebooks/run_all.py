@@ -76,7 +76,7 @@ async def record(root: str, duration: float) -> None:
     import trio
 
     from recorder import Recorder, RecorderConfig, VenueJob
-    from recorder.cli import _run_recorder
+    from recorder.cli import run_recorder
     from replay.sim import SimConfig, Simulator
 
     os.environ.setdefault(API_KEY_ENV, "notebooks-test-key")  # the simulator accepts any key
@@ -94,7 +94,7 @@ async def record(root: str, duration: float) -> None:
             for v, s in STREAMS.items()
         )
         rec = Recorder(RecorderConfig(root=root, jobs=jobs, flush_interval=2.0))
-        await _run_recorder(rec, duration, False, False)  # as `ticktape record --duration`
+        await run_recorder(rec, duration, False, False)  # as `ticktape record --duration`
         outer.cancel_scope.cancel()
     st = rec.statistics()
     print(

@@ -151,7 +151,7 @@ def record(
     show = sys.stderr.isatty() if status is None else status
     if worker_opt is not None:
         show = False  # the parent's terminal is shared by every worker
-    trio.run(_run_recorder, rec, duration, show, log_json)
+    trio.run(run_recorder, rec, duration, show, log_json)
 
 
 def _run_workers(n: int) -> int:
@@ -187,7 +187,9 @@ def _run_workers(n: int) -> int:
     return max(p.wait() for p in procs)
 
 
-async def _run_recorder(rec: Any, duration: float | None, show: bool, log_json: bool) -> None:
+async def run_recorder(rec: Any, duration: float | None, show: bool, log_json: bool) -> None:
+    """Run a :class:`~recorder.Recorder` until ``duration`` passes or SIGINT/SIGTERM arrives
+    (then everything is flushed), with the live status table if ``show``."""
     async with trio.open_nursery() as nursery:
         if duration is not None:
             nursery.cancel_scope.deadline = trio.current_time() + duration

@@ -35,7 +35,7 @@ STREAMS = {
 
 async def record(root: str, duration: float, show_status: bool) -> None:
     from recorder import Recorder, RecorderConfig, VenueJob
-    from recorder.cli import _run_recorder
+    from recorder.cli import run_recorder
     from replay.sim import SimConfig, Simulator
 
     sim = Simulator(SimConfig(venues=tuple(STREAMS), rate=400.0, seed=42))
@@ -46,7 +46,7 @@ async def record(root: str, duration: float, show_status: bool) -> None:
             for v, s in STREAMS.items()
         )
         rec = Recorder(RecorderConfig(root=root, jobs=jobs, flush_interval=2.0))
-        await _run_recorder(rec, duration, show_status, False)
+        await run_recorder(rec, duration, show_status, False)
         nursery.cancel_scope.cancel()
 
 

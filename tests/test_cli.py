@@ -101,6 +101,15 @@ def test_toml_job_with_several_venues(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def _writers(root: Path) -> set[str]:
+    """Writer ids of the part files under ``root``."""
+    return {
+        "-".join(p.name.split("-")[1:3])
+        for p in root.rglob("part-*.parquet")
+        if not any(part.startswith(".") for part in p.relative_to(root).parts)
+    }
+
+
 def test_workers_record_into_one_archive_and_sigterm_flushes(tmp_path: Path) -> None:
     sim = subprocess.Popen(
         [sys.executable, "-m", "replay.cli", "sim", "--venue", "binance-spot"],
@@ -138,19 +147,18 @@ def test_workers_record_into_one_archive_and_sigterm_flushes(tmp_path: Path) -> 
             ],
             env=ENV,
         )
-        time.sleep(4)
+        # Stop once both workers have written (a busy machine may take a while to start them).
+        deadline = time.monotonic() + 120
+        while _writers(tmp_path / "arch") < {"box-w0", "box-w1"}:
+            assert rec.poll() is None, "the recorder exited before recording"
+            assert time.monotonic() < deadline, "the workers wrote nothing within 120 s"
+            time.sleep(0.1)
         rec.send_signal(signal.SIGTERM)
         assert rec.wait(timeout=30) == 0
     finally:
         sim.terminate()
         sim.wait()
-    parts = list((tmp_path / "arch").rglob("*.parquet"))
-    writers = {
-        p.name.split("-")[1] + "-" + p.name.split("-")[2]
-        for p in parts
-        if p.name.startswith("part-")
-    }
-    assert {"box-w0", "box-w1"} <= writers
+    assert {"box-w0", "box-w1"} <= _writers(tmp_path / "arch")
     res = CliRunner().invoke(cli, ["verify", str(tmp_path / "arch")])
     assert res.exit_code == 0, res.output
     assert "duplicates: 0" in res.output

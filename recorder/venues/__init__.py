@@ -12,6 +12,7 @@ from recorder.venues import binance as _binance
 from recorder.venues import bybit as _bybit
 from recorder.venues import sbe as _sbe
 from recorder.venues._adapters import make_adapter
+from recorder.venues._channels import JsonChannel, RawChannel
 from recorder.venues._contract import (
     VENUES,
     Ack,
@@ -30,6 +31,7 @@ from recorder.venues._contract import (
     VenueLimits,
     subscribe_batches,
 )
+from recorder.venues._jsonspec import Obj, Payload, Str
 
 FAMILIES = (_binance, _bybit, _sbe)
 """The venue families' modules, imported here so their codecs are registered."""
@@ -40,13 +42,18 @@ __all__ = [
     "Ack",
     "Control",
     "Instrument",
+    "JsonChannel",
+    "Obj",
     "OtherControl",
+    "Payload",
     "Pong",
+    "RawChannel",
     "Refusal",
     "Request",
     "Routed",
     "RuntimeLimits",
     "Shutdown",
+    "Str",
     "UniverseSelect",
     "VenueAdapter",
     "VenueJob",

@@ -60,7 +60,6 @@ from recorder.venues.binance import (
 )
 from recorder.venues.binance import VENUES as BINANCE_VENUES
 from recorder.venues.binance import Gap as BinanceGap
-from recorder.venues.binance._books import _LIVE
 from recorder.venues.bybit import VENUES as BYBIT_VENUES
 from recorder.venues.bybit import BookSync, Stale
 from recorder.venues.bybit import Gap as BybitGap
@@ -367,8 +366,7 @@ class _BinanceEngine:
             return Discard()
         if ev.prev == ck or ev.first <= ck:
             self.checkpoint_id = None
-            self.sync.state = _LIVE
-            self.sync.book_id = ev.update_id
+            self.sync.applied(ev.update_id)
             return Apply()
         self.checkpoint_id = None
         self.sync.reset()

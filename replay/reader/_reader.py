@@ -40,8 +40,7 @@ from recorder.archive import (
     typed_rows,
 )
 from recorder.core import ArchiveError, ChannelCodec, codec_for, replayed_messages
-from recorder.venues._channels import JsonChannel
-from recorder.venues._jsonspec import Obj, Str
+from recorder.venues import JsonChannel, Obj, Str
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,12 @@ class DepthSync:
         self.first_update_id = None
         self.book_id = None
 
+    def applied(self, update_id: int) -> None:
+        """The book was continued outside this procedure (a recorder checkpoint followed by
+        its next event): it is live, its last applied update is ``update_id``."""
+        self.state = _LIVE
+        self.book_id = update_id
+
     def _restart(self, first: int) -> None:
         self.state = _BUFFERING
         self.first_update_id = first
