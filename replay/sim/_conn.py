@@ -7,16 +7,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import trio
 
 from replay.sim._ledger import Ledger
 from replay.sim._types import MarketEvent, MarketSource, VenueConfig
 from replay.sim._ws import OP_BINARY, OP_TEXT, WsConn, frame
-
-if TYPE_CHECKING:
-    from replay.sim._server import Simulator
 
 
 class Handler(Protocol):
@@ -220,7 +217,6 @@ class VenueRuntime:
 
     def __init__(
         self,
-        sim: Simulator,
         name: str,
         cfg: VenueConfig,
         source: MarketSource,
@@ -228,7 +224,6 @@ class VenueRuntime:
         ledger: Ledger | None,
         clock: Callable[[], int],
     ) -> None:
-        self.sim = sim
         self.name = name
         self.cfg = cfg
         self.source = source

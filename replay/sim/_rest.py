@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
@@ -19,9 +19,6 @@ import trio
 
 from replay.sim._conn import VenueRuntime
 from replay.sim._types import BYBIT_VENUES, DepthSnapshot, SymbolSpec
-
-if TYPE_CHECKING:
-    from replay.sim._server import Simulator
 
 Response = tuple[int, list[tuple[str, str]], bytes]
 
@@ -40,7 +37,7 @@ def spot_depth_weight(limit: int) -> int:
     return 250
 
 
-async def serve_rest(sim: Simulator, rt: VenueRuntime, stream: trio.SocketStream) -> None:
+async def serve_rest(rt: VenueRuntime, stream: trio.SocketStream) -> None:
     conn = h11.Connection(h11.SERVER)
     try:
         while True:
@@ -49,7 +46,7 @@ async def serve_rest(sim: Simulator, rt: VenueRuntime, stream: trio.SocketStream
                 return
             while not isinstance(await _next_event(conn, stream), h11.EndOfMessage | None):
                 pass
-            status, headers, body = handle(sim, rt, event.method.decode(), event.target.decode())
+            status, headers, body = handle(rt, event.method.decode(), event.target.decode())
             hdrs = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             hdrs += headers
             await stream.send_all(conn.send(h11.Response(status_code=status, headers=hdrs)) or b"")
@@ -81,21 +78,21 @@ def _json(status: int, obj: Any, headers: list[tuple[str, str]] | None = None) -
     return status, headers or [], orjson.dumps(obj)
 
 
-def handle(sim: Simulator, rt: VenueRuntime, method: str, target: str) -> Response:
-    sim.counters.rest_requests += 1
+def handle(rt: VenueRuntime, method: str, target: str) -> Response:
+    rt.counters.rest_requests += 1
     if method not in ("GET", "HEAD"):
         return _json(405, {"code": -1000, "msg": "Method not allowed"})
     parts = urlsplit(target)
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
     if rt.name in BYBIT_VENUES:
-        return _bybit(sim, rt, parts.path, params)
-    return _binance(sim, rt, parts.path, params)
+        return _bybit(rt, parts.path, params)
+    return _binance(rt, parts.path, params)
 
 
 # -- Binance ------------------------------------------------------------------------------------
 
 
-def _binance(sim: Simulator, rt: VenueRuntime, path: str, params: dict[str, str]) -> Response:
+def _binance(rt: VenueRuntime, path: str, params: dict[str, str]) -> Response:
     usdm = rt.name == "binance-usdm"
     prefix = "/fapi/v1" if usdm else "/api/v3"
     now = trio.current_time()
@@ -107,16 +104,16 @@ def _binance(sim: Simulator, rt: VenueRuntime, path: str, params: dict[str, str]
         return [("X-MBX-USED-WEIGHT-1M", str(w))]
 
     if rt.rest_banned_until > now:
-        sim.counters.rest_rejected += 1
+        rt.counters.rest_rejected += 1
         retry = math.ceil(rt.rest_banned_until - now)
         return _json(
             418,
             {"code": -1003, "msg": f"Way too much request weight used; IP banned until "
-             f"{int((sim.clock() // 1_000_000) + retry * 1000)}."},
+             f"{int((rt.clock() // 1_000_000) + retry * 1000)}."},
             [*hdr(used), ("Retry-After", str(retry))],
         )  # fmt: skip
     if rt.rest_429_until > now:  # continuing after a 429 => 418 ban
-        sim.counters.rest_rejected += 1
+        rt.counters.rest_rejected += 1
         rt.rest_banned_until = now + rt.cfg.rest_ban_seconds
         retry = math.ceil(rt.cfg.rest_ban_seconds)
         return _json(
@@ -128,10 +125,10 @@ def _binance(sim: Simulator, rt: VenueRuntime, path: str, params: dict[str, str]
     if path == f"{prefix}/ping":
         weight, result = 1, _json(200, {})
     elif path == f"{prefix}/time":
-        weight, result = 1, _json(200, {"serverTime": sim.clock() // 1_000_000})
+        weight, result = 1, _json(200, {"serverTime": rt.clock() // 1_000_000})
     elif path == f"{prefix}/exchangeInfo":
         weight = 1 if usdm else 20
-        info = _exchange_info(sim, rt, usdm, limit_w)
+        info = _exchange_info(rt, usdm, limit_w)
         wanted: list[str] = []
         if not usdm and "symbol" in params:
             wanted = [params["symbol"]]
@@ -150,12 +147,12 @@ def _binance(sim: Simulator, rt: VenueRuntime, path: str, params: dict[str, str]
         else:
             result = _json(200, info)
     elif path == f"{prefix}/depth":
-        weight, result = _binance_depth(sim, rt, usdm, params)
+        weight, result = _binance_depth(rt, usdm, params)
     else:
         return _json(404, {"code": -1000, "msg": "Not found"}, hdr(used))
 
     if used + weight > limit_w:
-        sim.counters.rest_rejected += 1
+        rt.counters.rest_rejected += 1
         retry = math.ceil((window + 1) * 60 - now)
         rt.rest_429_until = now + retry
         return _json(
@@ -171,9 +168,7 @@ def _binance(sim: Simulator, rt: VenueRuntime, path: str, params: dict[str, str]
     return status, headers + hdr(used), body
 
 
-def _binance_depth(
-    sim: Simulator, rt: VenueRuntime, usdm: bool, params: dict[str, str]
-) -> tuple[int, Response]:
+def _binance_depth(rt: VenueRuntime, usdm: bool, params: dict[str, str]) -> tuple[int, Response]:
     symbol = params.get("symbol", "")
     raw_limit = params.get("limit", "500" if usdm else "100")
     try:
@@ -197,7 +192,7 @@ def _binance_depth(
     if not symbol:
         return 1, _json(400, {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent, "
                               "was empty/null, or malformed."})  # fmt: skip
-    snap = _snapshot(sim, rt, symbol, limit)
+    snap = _snapshot(rt, symbol, limit)
     if snap is None:
         return weight, _json(400, {"code": -1121, "msg": "Invalid symbol."})
     bids = [list(x) for x in snap.bids]
@@ -210,7 +205,7 @@ def _binance_depth(
     return weight, _json(200, body)
 
 
-def _snapshot(sim: Simulator, rt: VenueRuntime, symbol: str, limit: int) -> DepthSnapshot | None:
+def _snapshot(rt: VenueRuntime, symbol: str, limit: int) -> DepthSnapshot | None:
     if rt.stale:
         age = rt.stale.pop(0)
         target = trio.current_time() - age
@@ -224,7 +219,7 @@ def _snapshot(sim: Simulator, rt: VenueRuntime, symbol: str, limit: int) -> Dept
                 chosen.last_update_id, chosen.bids[:limit], chosen.asks[:limit],
                 chosen.time_ms, chosen.seq, chosen.cts_ms,
             )  # fmt: skip
-    return rt.source.depth_snapshot(symbol, limit, sim.clock())
+    return rt.source.depth_snapshot(symbol, limit, rt.clock())
 
 
 def _dec(value: int, decimals: int) -> str:
@@ -234,7 +229,7 @@ def _dec(value: int, decimals: int) -> str:
     return f"{s[:-decimals]}.{s[-decimals:]}"
 
 
-def _exchange_info(sim: Simulator, rt: VenueRuntime, usdm: bool, limit_w: int) -> dict[str, Any]:
+def _exchange_info(rt: VenueRuntime, usdm: bool, limit_w: int) -> dict[str, Any]:
     symbols = []
     for spec in rt.source.instruments():
         tick = _dec(spec.tick, spec.price_decimals)
@@ -273,7 +268,7 @@ def _exchange_info(sim: Simulator, rt: VenueRuntime, usdm: bool, limit_w: int) -
         {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
          "limit": limit_w},
     ]  # fmt: skip
-    return {"timezone": "UTC", "serverTime": sim.clock() // 1_000_000, "rateLimits": limits,
+    return {"timezone": "UTC", "serverTime": rt.clock() // 1_000_000, "rateLimits": limits,
             "exchangeFilters": [], "symbols": symbols}  # fmt: skip
 
 
@@ -283,41 +278,41 @@ BYBIT_DEFAULT_LIMIT = {"spot": 1, "linear": 25, "inverse": 25, "option": 1}
 BYBIT_MAX_LIMIT = {"spot": 1000, "linear": 1000, "inverse": 1000, "option": 25}
 
 
-def _bybit_env(sim: Simulator, result: Any, code: int = 0, msg: str = "OK") -> Response:
+def _bybit_env(rt: VenueRuntime, result: Any, code: int = 0, msg: str = "OK") -> Response:
     return _json(200, {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {},
-                       "time": sim.clock() // 1_000_000})  # fmt: skip
+                       "time": rt.clock() // 1_000_000})  # fmt: skip
 
 
-def _bybit(sim: Simulator, rt: VenueRuntime, path: str, params: dict[str, str]) -> Response:
+def _bybit(rt: VenueRuntime, path: str, params: dict[str, str]) -> Response:
     now = trio.current_time()
     times = rt.rest_times
     times.append(now)
     while times and times[0] <= now - rt.cfg.bybit_rest_window:
         times.popleft()
     if len(times) > rt.cfg.bybit_rest_limit:
-        sim.counters.rest_rejected += 1
+        rt.counters.rest_rejected += 1
         return 403, [("Content-Type", "text/plain")], b"access too frequent"
     category = rt.name.split("-", 1)[1]
     if path == "/v5/market/time":
-        ms = sim.clock() // 1_000_000
-        return _bybit_env(sim, {"timeSecond": str(ms // 1000), "timeNano": str(ms * 10**6)})
+        ms = rt.clock() // 1_000_000
+        return _bybit_env(rt, {"timeSecond": str(ms // 1000), "timeNano": str(ms * 10**6)})
     if path not in ("/v5/market/orderbook", "/v5/market/instruments-info"):
         return 404, [], b'{"retCode":404,"retMsg":"Not Found"}'
     cat = params.get("category", "")
     if cat != category:
-        return _bybit_env(sim, {}, 10001, "Illegal category" if cat else "category is required")
+        return _bybit_env(rt, {}, 10001, "Illegal category" if cat else "category is required")
     if path == "/v5/market/orderbook":
         symbol = params.get("symbol", "")
         try:
             limit = int(params.get("limit", BYBIT_DEFAULT_LIMIT[category]))
         except ValueError:
-            return _bybit_env(sim, {}, 10001, "params error: limit")
+            return _bybit_env(rt, {}, 10001, "params error: limit")
         if not 1 <= limit <= BYBIT_MAX_LIMIT[category]:
-            return _bybit_env(sim, {}, 10001, "params error: limit")
-        snap = _snapshot(sim, rt, symbol, limit) if symbol else None
+            return _bybit_env(rt, {}, 10001, "params error: limit")
+        snap = _snapshot(rt, symbol, limit) if symbol else None
         if snap is None:
-            return _bybit_env(sim, {}, 10001, "params error: symbol invalid")
-        return _bybit_env(sim, {"s": symbol, "a": [list(x) for x in snap.asks],
+            return _bybit_env(rt, {}, 10001, "params error: symbol invalid")
+        return _bybit_env(rt, {"s": symbol, "a": [list(x) for x in snap.asks],
                                 "b": [list(x) for x in snap.bids], "ts": snap.time_ms,
                                 "u": snap.last_update_id, "seq": snap.seq,
                                 "cts": snap.cts_ms})  # fmt: skip
@@ -326,11 +321,11 @@ def _bybit(sim: Simulator, rt: VenueRuntime, path: str, params: dict[str, str]) 
     if wanted:
         items = [i for i in items if i["symbol"] == wanted]
     if category == "spot":
-        return _bybit_env(sim, {"category": category, "list": items, "nextPageCursor": ""})
+        return _bybit_env(rt, {"category": category, "list": items, "nextPageCursor": ""})
     try:
         limit = min(int(params.get("limit", 500)), 1000)
     except ValueError:
-        return _bybit_env(sim, {}, 10001, "params error: limit")
+        return _bybit_env(rt, {}, 10001, "params error: limit")
     page = max(1, min(limit, rt.cfg.instruments_page_size))
     start = 0
     cursor = params.get("cursor") or ""
@@ -338,13 +333,13 @@ def _bybit(sim: Simulator, rt: VenueRuntime, path: str, params: dict[str, str]) 
         try:
             start = int(base64.urlsafe_b64decode(cursor.encode()).decode().split(":")[1])
         except (ValueError, IndexError):
-            return _bybit_env(sim, {}, 10001, "params error: cursor")
+            return _bybit_env(rt, {}, 10001, "params error: cursor")
     chunk = items[start : start + page]
     nxt = start + page
     next_cursor = (
         base64.urlsafe_b64encode(f"offset:{nxt}".encode()).decode() if nxt < len(items) else ""
     )
-    return _bybit_env(sim, {"category": category, "list": chunk, "nextPageCursor": next_cursor})
+    return _bybit_env(rt, {"category": category, "list": chunk, "nextPageCursor": next_cursor})
 
 
 def _instrument(category: str, spec: SymbolSpec) -> dict[str, Any]:

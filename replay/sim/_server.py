@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -13,8 +14,10 @@ from wsproto.events import Ping
 
 from replay.sim._binance import BinanceHandler
 from replay.sim._binance_market import BinanceMarket
+from replay.sim._bybit_market import BybitMarket
 from replay.sim._conn import Conn, Counters, VenueRuntime, wall_ns
 from replay.sim._ledger import Ledger
+from replay.sim._rest import serve_rest
 from replay.sim._types import (
     BINANCE_VENUES,
     DEFAULT_SYMBOLS,
@@ -44,8 +47,6 @@ def _make_source(name: str, cfg: SimConfig) -> MarketSource:
             name, specs, seed=cfg.seed, rate=rate, levels=cfg.book_levels,
             cm_fields=vcfg.usdm_cm_fields,
         )  # fmt: skip
-    from replay.sim._bybit_market import BybitMarket
-
     return BybitMarket(name, specs, seed=cfg.seed, rate=rate, levels=cfg.book_levels)
 
 
@@ -67,7 +68,7 @@ class Simulator:
         self.venues: dict[str, VenueRuntime] = {}
         for name in self.config.venues:
             rt = VenueRuntime(
-                self, name, self.config.venue(name), _make_source(name, self.config),
+                name, self.config.venue(name), _make_source(name, self.config),
                 self.counters, self.ledger, self.clock,
             )  # fmt: skip
             if name in BINANCE_VENUES:
@@ -101,9 +102,7 @@ class Simulator:
                     rt.rest_url = f"http://{host}:{rest_port}"
                     urls[name] = VenueUrls(name, rt.ws_url, rt.rest_url)
                     nursery.start_soon(trio.serve_listeners, partial(self._serve_ws, rt), ws_l)
-                    from replay.sim._rest import serve_rest
-
-                    nursery.start_soon(trio.serve_listeners, partial(serve_rest, self, rt), rest_l)
+                    nursery.start_soon(trio.serve_listeners, partial(serve_rest, rt), rest_l)
                     nursery.start_soon(self._pump, rt)
                 for f in self.config.faults:
                     nursery.start_soon(self._scheduled, f)
@@ -439,6 +438,4 @@ def _cull(events: list[MarketEvent] | Any) -> list[MarketEvent]:
 
 
 def _replace(fault: Fault, **kw: Any) -> Fault:
-    from dataclasses import replace
-
     return replace(fault, **kw)
