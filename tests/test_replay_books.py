@@ -13,7 +13,8 @@ import pytest
 from recorder import ArchiveWriter, Message
 from recorder.venues.bybit import checkpoint_payload
 from replay import open_archive
-from replay.books._books import BookBuilder, BookState, OrderBook, book_states
+from replay.books._book import BookState, OrderBook
+from replay.books._replay import BookBuilder, book_states
 from tests.archive_helpers import HOUR_NS
 
 SEC = 1_000_000_000
