@@ -14,7 +14,8 @@ import trio
 import trio.testing
 from trio_websocket import open_websocket_url
 
-from recorder.capture._books import HOUR_NS, BookKeeper
+from recorder import HOUR_NS
+from recorder.capture._bookkeeper import BookKeeper
 from recorder.core._codec import codec_for
 from recorder.core._errors import ConfigError
 from recorder.core._message import Message

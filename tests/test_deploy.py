@@ -13,7 +13,7 @@ import yaml
 
 from recorder import RecorderStatistics
 from recorder.archive._buffer import WriterStatistics
-from recorder.capture._books import BookStatistics
+from recorder.capture._book_stats import BookStatistics
 from recorder.capture._connection import ShardStatistics
 from recorder.capture._metrics import metric_names
 

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from recorder.archive._buffer import WriterStatistics
-from recorder.capture._books import BookStatistics
+from recorder.capture._book_stats import BookStatistics
 from recorder.capture._connection import ShardStatistics
 from recorder.core import SECOND_NS
 

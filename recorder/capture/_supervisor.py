@@ -22,7 +22,7 @@ import trio
 from recorder.archive._buffer import as_unparsed
 from recorder.archive._writer import ArchiveWriter
 from recorder.archive._writerproc import WriterProcess
-from recorder.capture._books import BookKeeper
+from recorder.capture._bookkeeper import BookKeeper
 from recorder.capture._config import RecorderConfig
 from recorder.capture._connection import ShardRunner
 from recorder.capture._metrics import RecorderStatistics
