@@ -129,8 +129,8 @@ def replay_cmd(
 ) -> None:
     """Write archived messages as NDJSON lines ``{"recv_ns","venue","stream","payload"}`` with
     the exact payload text (``payload_hex`` for binary), in archive order."""
+    from replay.reader._archive import open_archive
     from replay.reader._ndjson import write_ndjson
-    from replay.reader._reader import open_archive
 
     reader = open_archive(
         root,

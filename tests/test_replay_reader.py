@@ -14,7 +14,8 @@ from recorder import ArchiveWriter, Message
 from recorder.archive._reader import list_partitions, read_partition, table_to_messages
 from recorder.core._errors import ArchiveError
 from replay import open_archive
-from replay.reader._reader import ArchiveReader, Selection
+from replay.reader._archive import ArchiveReader
+from replay.reader._selection import Selection
 from tests.archive_helpers import HOUR_NS, T0, binance_depth, binance_trade, mixed_messages
 
 

@@ -18,7 +18,8 @@ import orjson
 from recorder import Message
 from recorder.core import ALL_SYMBOLS, CONTROL_CHANNEL, SESSION_CHANNEL, UNPARSED_CHANNEL, codec_for
 from recorder.venues.binance import COMBINED
-from replay.reader._reader import ArchiveReader, Selection
+from replay.reader._archive import ArchiveReader
+from replay.reader._selection import Selection
 from replay.sim import DepthSnapshot, MarketEvent, SymbolSpec
 
 # Channels the recorder writes itself (not pushed by the exchange over WebSocket).

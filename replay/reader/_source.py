@@ -1,83 +1,32 @@
-"""Read an archive back as recorder :class:`~recorder.Message` objects, in global order.
-
-Rows are partitioned by receive hour, so every message of hour H lives in hour H's
-partitions: the reader walks the hours in order and, within one hour, merges the files of
-every selected partition by (recv_ns, conn, seq). Each file is read one record batch at a
-time, so memory stays bounded by a few batches per open file, whatever the time span.
-
-All the columnar work (decoding Parquet, rendering payloads from the typed columns with
-:mod:`recorder.archive._render`, merging files in batches) runs in a producer thread, mostly without
-the GIL; the consuming thread only turns the merged columns into :class:`Message` objects.
+"""One selected partition's files, read a record batch at a time, with payloads rendered from
+the typed columns (:mod:`recorder.archive`), in archive order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
-import queue
-import threading
-from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-import trio
 
-from recorder import HOUR_NS, Message
+from recorder import Message
 from recorder.archive import (
-    PartitionFiles,
     PartitionKey,
     archive_schema,
-    list_partitions,
     payloads,
     typed_rows,
 )
 from recorder.core import ArchiveError, ChannelCodec, codec_for, replayed_messages
 from recorder.venues import JsonChannel, Obj, Str
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which part of an archive to read. ``None`` means everything; times are epoch ns,
-    ``start_ns`` inclusive and ``end_ns`` exclusive, on the receive time."""
-
-    venues: frozenset[str] | None = None
-    channels: frozenset[str] | None = None
-    symbols: frozenset[str] | None = None
-    start_ns: int | None = None
-    end_ns: int | None = None
-
-    @classmethod
-    def of(
-        cls,
-        venues: Iterable[str] | None = None,
-        channels: Iterable[str] | None = None,
-        symbols: Iterable[str] | None = None,
-        start_ns: int | None = None,
-        end_ns: int | None = None,
-    ) -> Selection:
-        def fz(x: Iterable[str] | None) -> frozenset[str] | None:
-            return None if x is None else frozenset(x)
-
-        return cls(fz(venues), fz(channels), fz(symbols), start_ns, end_ns)
-
-    def wants(self, key: PartitionKey) -> bool:
-        if self.venues is not None and key.venue not in self.venues:
-            return False
-        if self.channels is not None and key.channel not in self.channels:
-            return False
-        if self.symbols is not None and key.symbol not in self.symbols:
-            return False
-        if self.start_ns is not None and key.hour_end_ns <= self.start_ns:
-            return False
-        return not (self.end_ns is not None and key.hour_start_ns >= self.end_ns)
+from replay.reader._selection import Selection
 
 
 def _read_schema(codec: ChannelCodec) -> pa.Schema:
@@ -120,6 +69,7 @@ _RENDER_ROWS = 16384
 yet arrays much larger than this fall out of the CPU's caches between passes."""
 
 Decoded = tuple[dict[str, Any], int | None]
+"""A row's stored fields and event time (for channels whose bytes do not carry them)."""
 
 
 class _Metas:
@@ -458,288 +408,3 @@ class _Rows:
             self.payload.to_pylist(),
             self.decoded,
         )
-
-
-def _merged(metas: _Metas, parts: list[_Rows]) -> Iterator[_Rows]:
-    """Rows taken from several files, in (recv_ns, conn, seq) order, in chunks."""
-    recv = np.concatenate([p.recv for p in parts])
-    seq = np.concatenate([p.seq for p in parts])
-    meta = np.concatenate([p.meta for p in parts])
-    payload = pa.concat_arrays([p.payload for p in parts]) if len(parts) > 1 else parts[0].payload
-    # Stored fields (few rows): each row's index into ``known``, -1 for none.
-    known: list[Decoded | None] = []
-    which = None
-    if any(p.decoded is not None for p in parts):
-        which = np.full(len(recv), -1, np.intp)
-        start = 0
-        for p in parts:
-            if p.decoded is not None:
-                which[start : start + len(p.recv)] = np.arange(len(known), len(known) + len(p.recv))
-                known += p.decoded
-            start += len(p.recv)
-    order = None
-    if len(parts) > 1:  # one file's rows are in order already
-        rank = metas.rank[meta]
-        if rank.min() == rank.max():
-            order = np.lexsort((seq, recv))
-        elif seq.min() >= 0 and seq.max() < 2**47 and rank.max() < 2**15:
-            order = np.lexsort(((rank << 47) | seq, recv))  # one key: half the passes
-        else:
-            order = np.lexsort((seq, rank, recv))
-        recv, seq, meta = recv[order], seq[order], meta[order]
-        if which is not None:
-            which = which[order]
-    for i in range(0, len(recv), _CHUNK):
-        j = i + _CHUNK
-        decoded = None
-        if which is not None and which[i:j].max() >= 0:
-            decoded = [known[k] if k >= 0 else None for k in which[i:j].tolist()]
-        yield _Rows(
-            recv[i:j],
-            seq[i:j],
-            meta[i:j],
-            payload.slice(i, _CHUNK) if order is None else payload.take(order[i:j]),
-            decoded,
-            metas.objects,
-        )
-
-
-def _first_chunks(sources: list[_Source], pool: ThreadPoolExecutor) -> None:
-    """Read every file's first chunk and render those of each channel together.
-
-    Each Arrow call costs microseconds whatever its size, and an hour often holds many small
-    files (a channel per symbol): rendering them one by one would cost more in calls than in
-    work. Later chunks are read ahead file by file."""
-    batches = list(pool.map(_Source.decode, sources))
-    by_codec: dict[int, list[int]] = defaultdict(list)
-    for i, (s, b) in enumerate(zip(sources, batches, strict=True)):
-        if b is None:
-            s.ready(None)
-        else:
-            by_codec[id(s.codec)].append(i)
-    # Groups of about _RENDER_ROWS rows: the arrays of each pass then stay in the cache.
-    groups: list[list[int]] = []
-    for members in by_codec.values():
-        rows = _RENDER_ROWS
-        for i in members:
-            batch = batches[i]
-            assert batch is not None
-            if rows + batch.num_rows > _RENDER_ROWS:
-                groups.append([])
-                rows = 0
-            groups[-1].append(i)
-            rows += batch.num_rows
-
-    def render(members: list[int]) -> pa.Array:
-        first = sources[members[0]]
-        group = [b for b in (batches[i] for i in members) if b is not None]
-        table = pa.Table.from_batches(group, schema=first.schema).combine_chunks()
-        return payloads(first.codec, table, [b.num_rows for b in group])
-
-    for members, payload in zip(groups, pool.map(render, groups), strict=True):
-        start = 0
-        for i in members:
-            batch = batches[i]
-            assert batch is not None
-            sources[i].ready(sources[i].chunk(batch, payload.slice(start, batch.num_rows)))
-            start += batch.num_rows
-
-
-def _merge(sources: list[_Source], pool: ThreadPoolExecutor) -> Iterator[_Rows]:
-    """Merge of the files of one hour, in batches.
-
-    Every round takes, from every file, the buffered rows received before the frontier (the
-    earliest last buffered receive time among files not exhausted): no unread row can sort
-    before them. The rows at the frontier wait for the next round, so that rows with equal
-    receive times are always ordered together; the files whose buffers are left with only
-    such rows (or none) read their next chunk. Memory: about a batch per file.
-    """
-    metas = _Metas()
-    try:
-        _first_chunks(sources, pool)
-        for s in sources:
-            s.load(metas)
-        while True:
-            sources = [s for s in sources if len(s) or not s.done]
-            if not sources:
-                return
-            pending = [s for s in sources if not s.done]
-            frontier = min(s.last for s in pending) if pending else None
-            parts = []
-            for s in sources:
-                k = len(s) if frontier is None else int(np.searchsorted(s.recv, frontier))
-                if k:
-                    parts.append(s.take(k))
-            if parts:
-                yield from _merged(metas, parts)
-            for s in pending:
-                if not len(s) or s.last <= cast(int, frontier):
-                    s.load(metas)
-    finally:
-        for s in sources:
-            s.close()
-
-
-class _Stop(Exception):
-    """The consumer went away: the producer thread ends."""
-
-
-class _Inline:
-    """An executor that runs everything at once in the calling thread."""
-
-    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
-        f: Future[Any] = Future()
-        try:
-            f.set_result(fn())
-        except BaseException as exc:
-            f.set_exception(exc)
-        return f
-
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
-        return [fn(x) for x in items]
-
-    def __enter__(self) -> _Inline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-def _pool() -> Any:
-    if _THREADS:
-        return ThreadPoolExecutor(_THREADS, thread_name_prefix="ticktape-replay-read")
-    return _Inline()
-
-
-class _Producer:
-    """Runs the merge of every hour in a daemon thread, handing chunks over a bounded queue
-    (the producer is at most ``_QUEUE`` chunks ahead, so memory stays bounded)."""
-
-    def __init__(self, work: Callable[[], Iterator[_Rows]]) -> None:
-        self.queue: queue.Queue[_Rows | BaseException | None] = queue.Queue(_QUEUE)
-        self.stopping = threading.Event()
-        self.work = work
-        self.thread = threading.Thread(target=self._run, name="ticktape-replay", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            for rows in self.work():
-                self._put(rows)
-            self._put(None)
-        except _Stop:
-            pass
-        except BaseException as exc:  # handed to the consumer, raised there
-            with contextlib.suppress(_Stop):
-                self._put(exc)
-
-    def _put(self, item: _Rows | BaseException | None) -> None:
-        while True:
-            if self.stopping.is_set():
-                raise _Stop
-            try:
-                self.queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def __iter__(self) -> Iterator[_Rows]:
-        try:
-            while True:
-                item = self.queue.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self.stopping.set()
-            self.thread.join()
-
-
-class ArchiveReader:
-    """Messages of an archive selection in (recv_ns, conn, seq) order, as a plain iterator or
-    a Trio async iterator (optionally paced by the recorded receive times).
-
-    Each iteration reads, renders and merges in background threads (a producer and a small
-    pool) that end with it, a few thousand messages ahead of the consumer at most; errors
-    reading the archive are raised in the consuming thread. ``batch_rows`` is how many rows
-    of a file are read at a time."""
-
-    def __init__(self, root: str, selection: Selection | None = None, *, batch_rows: int = 8192):
-        self.root = root
-        self.selection = selection or Selection()
-        self.batch_rows = batch_rows
-        self.fs, parts = list_partitions(root)
-        self.partitions: list[PartitionFiles] = [p for p in parts if self.selection.wants(p.key)]
-
-    def hours(self) -> list[int]:
-        return sorted({p.key.hour_start_ns // HOUR_NS for p in self.partitions})
-
-    def __iter__(self) -> Iterator[Message]:
-        # Chained in C: a Python generator between the consumer and the one making the
-        # messages would cost about as much per message as making it.
-        rows = _Producer(self._rows) if _THREADS else self._rows()
-        return itertools.chain.from_iterable(r.messages() for r in rows)
-
-    def _rows(self) -> Iterator[_Rows]:
-        by_hour: dict[int, list[PartitionFiles]] = defaultdict(list)
-        for p in self.partitions:
-            by_hour[p.key.hour_start_ns // HOUR_NS].append(p)
-        with _pool() as pool:
-            for h in sorted(by_hour):
-                sources = [
-                    _Source(self.fs, path, p.key, self.selection, self.batch_rows, pool)
-                    for p in by_hour[h]
-                    for path in p.paths
-                ]
-                yield from _merge(sources, pool)
-
-    async def aiter(
-        self, *, speed: float | None = None, clock: Callable[[], float] = trio.current_time
-    ) -> AsyncIterator[Message]:
-        """Yield messages; ``speed`` None = as fast as possible, 1.0 = real time, N = N x.
-
-        Pacing follows Trio's clock, so tests on a MockClock replay hours instantly yet
-        observe the exact recorded spacing.
-        """
-        t0: float | None = None
-        r0 = 0
-        n = 0
-        for m in self:
-            if speed is not None:
-                if t0 is None:
-                    t0, r0 = clock(), m.recv_ns
-                due = t0 + (m.recv_ns - r0) / 1e9 / speed
-                if due > clock():
-                    await trio.sleep_until(due)
-                else:
-                    n += 1
-                    if n % 512 == 0:
-                        await trio.lowlevel.checkpoint()
-            else:
-                n += 1
-                if n % 512 == 0:
-                    await trio.lowlevel.checkpoint()
-            yield m
-
-    async def send_to(
-        self, send: trio.MemorySendChannel[Message], *, speed: float | None = None
-    ) -> None:
-        """Feed a memory channel (the same interface a live recorder consumer reads)."""
-        async with send:
-            async for m in self.aiter(speed=speed):
-                await send.send(m)
-
-
-def open_archive(
-    root: str,
-    *,
-    venues: Sequence[str] | None = None,
-    channels: Sequence[str] | None = None,
-    symbols: Sequence[str] | None = None,
-    start_ns: int | None = None,
-    end_ns: int | None = None,
-) -> ArchiveReader:
-    """Open an archive for replay with optional filters (receive-time range in epoch ns)."""
-    return ArchiveReader(root, Selection.of(venues, channels, symbols, start_ns, end_ns))
