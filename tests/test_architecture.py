@@ -14,7 +14,12 @@ import grimp
 ROOT = Path(__file__).resolve().parent.parent
 
 # Files allowed over the ~600-line guide, each with the reason it is one concern anyway.
-LONG_FILES: dict[str, str] = {}
+LONG_FILES: dict[str, str] = {
+    "recorder/capture/_bookkeeper.py": "one keeper holding both venue families' book procedures;"
+    " they move behind the venue contract next (issue #14)",
+    "replay/sim/_binance_market.py": "one synthetic market class serving three Binance flavours"
+    " (spot, USD-M, SBE); its payload builders are to be split per flavour (issue #14)",
+}
 
 
 def _graph() -> grimp.ImportGraph:
