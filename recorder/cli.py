@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import signal
 import sys
 import time
@@ -122,6 +123,10 @@ def record(
     from recorder.capture._supervisor import Recorder
 
     setup_logging(log_json)
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise click.BadParameter(
+            f"must be a positive number of seconds, got {duration}", param_hint="'--duration'"
+        )
     if workers > 1 and worker_opt is None:
         sys.exit(_run_workers(workers))
 

@@ -20,12 +20,15 @@ Example ``job.toml``::
 
 from __future__ import annotations
 
+import math
+import os
 import ssl
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from recorder.capture._connection import Timing
 from recorder.capture._metrics import HealthPolicy
@@ -81,8 +84,66 @@ class RecorderConfig:
             raise ConfigError(
                 f"encode_interval must be in (0, 60] seconds, got {self.encode_interval}"
             )
+        if not (math.isfinite(self.compaction_grace) and self.compaction_grace >= 0):
+            raise ConfigError(f"compaction_grace must be >= 0 seconds, got {self.compaction_grace}")
         if not self.jobs:
             raise ConfigError("nothing to record: no venue with streams was configured")
+
+
+def _number(v: object, what: str, *, lo: float, hi: float = math.inf) -> float:
+    """``v`` as a finite number in ``[lo, hi]`` (TOML's ``true`` is not a number of seconds)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ConfigError(f"{what} must be a number, got {v!r}")
+    if not (math.isfinite(v) and lo <= v <= hi):
+        bounds = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
+        raise ConfigError(f"{what} must be {bounds}, got {v!r}")
+    return float(v)
+
+
+def _opt_str(t: Mapping[str, Any], key: str, where: str) -> str | None:
+    v = t.get(key)
+    if v is not None and not isinstance(v, str):
+        raise ConfigError(f"{where}: {key!r} must be a string, got {v!r}")
+    return v
+
+
+def check_url(u: object, what: str, schemes: tuple[str, ...]) -> str:
+    """``u`` if it is a URL of one of ``schemes`` with a host and a valid port."""
+    if not isinstance(u, str):
+        raise ConfigError(f"{what} must be a URL string, got {u!r}")
+    try:
+        parts = urlsplit(u)
+        port = parts.port  # ValueError when not a number in 0..65535
+    except ValueError as exc:
+        raise ConfigError(f"{what} is not a valid URL ({exc}): {u!r}") from None
+    if parts.scheme.lower() not in schemes:
+        raise ConfigError(
+            f"{what} must be a {' or '.join(s + '://' for s in schemes)} URL, got {u!r}"
+        )
+    if not parts.hostname:
+        raise ConfigError(f"{what} has no host: {u!r}")
+    if port == 0:
+        raise ConfigError(f"{what} has port 0: {u!r}")
+    return u
+
+
+def check_root(root: str) -> None:
+    """A local archive root must be a directory, or creatable as one, and writable: found
+    now rather than by the writer after the connections are up. Object-store roots (URIs)
+    are checked by the writer when it opens them, also before anything connects."""
+    if "://" in root:
+        return
+    path = Path(root).absolute()
+    probe = path
+    while not probe.exists():
+        if probe.is_symlink():
+            raise ConfigError(f"archive root {root}: {probe} is a dangling symbolic link")
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is" if probe == path else f"is under {probe}, which is"
+        raise ConfigError(f"archive root {root} {where} not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"archive root {root}: {probe} is not writable")
 
 
 def _strs(table: Mapping[str, Any], key: str, where: str) -> list[str]:
@@ -94,7 +155,9 @@ def _strs(table: Mapping[str, Any], key: str, where: str) -> list[str]:
     return [x.strip() for x in v]
 
 
-def job_from_table(t: Mapping[str, Any], where: str) -> VenueJob:
+def job_from_table(t: object, where: str) -> VenueJob:
+    if not isinstance(t, Mapping):
+        raise ConfigError(f"{where}: each venue must be a table ([[venues]]), got {t!r}")
     venue = t.get("venue")
     if venue not in VENUES:
         raise ConfigError(f"{where}: venue must be one of {', '.join(VENUES)}; got {venue!r}")
@@ -131,27 +194,31 @@ def job_from_table(t: Mapping[str, Any], where: str) -> VenueJob:
         raise ConfigError(
             f"{where}: no streams (give 'streams', 'symbols' and 'channels', or 'select')"
         )
-    refresh = t.get("refresh_interval", 3600.0)
-    if not isinstance(refresh, int | float) or refresh < 10:
-        raise ConfigError(f"{where}: refresh_interval must be a number of seconds >= 10")
+    refresh = _number(
+        t.get("refresh_interval", 3600.0), f"{where}: refresh_interval (seconds)", lo=10
+    )
     msc = t.get("max_streams_per_connection")
-    if msc is not None and (not isinstance(msc, int) or not 1 <= msc <= 1024):
+    if msc is not None and (
+        isinstance(msc, bool) or not isinstance(msc, int) or not 1 <= msc <= 1024
+    ):
         raise ConfigError(f"{where}: max_streams_per_connection must be an integer in 1..1024")
-    for k in ("ws_url", "rest_url"):
-        u = t.get(k)
-        if u is not None and (not isinstance(u, str) or "://" not in u):
-            raise ConfigError(f"{where}: {k} must be a URL, got {u!r}")
+    ws = t.get("ws_url")
+    if ws is not None:
+        check_url(ws, f"{where}: ws_url", ("ws", "wss"))
+    rest = t.get("rest_url")
+    if rest is not None:
+        check_url(rest, f"{where}: rest_url", ("http", "https"))
     return VenueJob(
         venue=venue,
         streams=tuple(dict.fromkeys(streams)),
-        ws_url=t.get("ws_url"),
-        rest_url=t.get("rest_url"),
+        ws_url=ws,
+        rest_url=rest,
         max_streams_per_connection=msc,
-        api_key_env=t.get("api_key_env"),
-        api_key_file=t.get("api_key_file"),
+        api_key_env=_opt_str(t, "api_key_env", where),
+        api_key_file=_opt_str(t, "api_key_file", where),
         select=select,
         channels=tuple(channels) if select is not None else (),
-        refresh_interval=float(refresh),
+        refresh_interval=refresh,
     )
 
 
@@ -164,12 +231,18 @@ def _select(v: Any, where: str) -> UniverseSelect | None:
     known = {"quote", "base", "status", "match", "max_symbols"}
     if set(v) - known:
         raise ConfigError(f"{where}: unknown keys in 'select': {sorted(set(v) - known)}")
+    for k in ("quote", "base", "status", "match"):
+        if v.get(k) is not None and not isinstance(v[k], str):
+            raise ConfigError(f"{where}: select.{k} must be a string, got {v[k]!r}")
+    cap = v.get("max_symbols")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int)):
+        raise ConfigError(f"{where}: select.max_symbols must be an integer, got {cap!r}")
     return UniverseSelect(
         quote=v.get("quote"),
         base=v.get("base"),
         status=v.get("status", "TRADING"),
         match=v.get("match"),
-        max_symbols=v.get("max_symbols"),
+        max_symbols=cap,
     )
 
 
@@ -211,9 +284,16 @@ def load_config(
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            raw = Path(path).read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}, line {line})") from None
+        try:
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     top_known = {
@@ -233,6 +313,16 @@ def load_config(
     if not isinstance(tables, list):
         raise ConfigError(f"{path}: 'venues' must be an array of tables ([[venues]])")
     jobs = [job_from_table(t, f"{path} venues[{i}]") for i, t in enumerate(tables)]
+    seen: set[str] = set()
+    for j in jobs:
+        if j.venue in seen:
+            # Shards, plans and connection ids are per venue: two tables would collide.
+            raise ConfigError(f"{path}: venue {j.venue} is configured twice; merge its tables")
+        seen.add(j.venue)
+    if ws_url:
+        check_url(ws_url, "--ws-url", ("ws", "wss"))
+    if rest_url:
+        check_url(rest_url, "--rest-url", ("http", "https"))
     if venue is not None or streams or symbols:
         t: dict[str, Any] = {"venue": venue or (jobs[0].venue if len(jobs) == 1 else None)}
         if streams:
@@ -250,17 +340,7 @@ def load_config(
         if len(jobs) != 1:
             raise ConfigError("--ws-url/--rest-url need exactly one venue")
         j = jobs[0]
-        jobs = [
-            VenueJob(
-                j.venue,
-                j.streams,
-                ws_url or j.ws_url,
-                rest_url or j.rest_url,
-                j.max_streams_per_connection,
-                j.api_key_env,
-                j.api_key_file,
-            )
-        ]
+        jobs = [replace(j, ws_url=ws_url or j.ws_url, rest_url=rest_url or j.rest_url)]
     if shard is None and "shard" in data:
         shard = parse_share(str(data["shard"]), "shard")
     # Hosts (--shard I/N) and workers (--workers N) take disjoint, stable shares of the
@@ -283,10 +363,15 @@ def load_config(
     root = root or data.get("root")
     if not root or not isinstance(root, str):
         raise ConfigError("no archive root: pass --root DIR or set root in the config")
+    check_root(root)
     fi = flush_interval if flush_interval is not None else data.get("flush_interval", 5.0)
-    if not isinstance(fi, int | float):
-        raise ConfigError("flush_interval must be a number of seconds")
-    wid = writer_id or str(data.get("writer_id") or default_writer_id())
+    if isinstance(fi, bool) or not isinstance(fi, int | float):
+        raise ConfigError(f"flush_interval must be a number of seconds, got {fi!r}")
+    grace = _number(data.get("compaction_grace", 30.0), "compaction_grace (seconds)", lo=0)
+    file_wid = data.get("writer_id")
+    if file_wid is not None and (not isinstance(file_wid, str) or not file_wid):
+        raise ConfigError(f"writer_id must be a non-empty string, got {file_wid!r}")
+    wid = writer_id or file_wid or default_writer_id()
     if shard is not None:
         wid += f"-h{shard[0]}of{shard[1]}"
     if worker is not None:
@@ -307,5 +392,5 @@ def load_config(
         worker_count=worker[1] if worker is not None else 1,
         writer_id=wid,
         flush_interval=float(fi),
-        compaction_grace=float(data.get("compaction_grace", 30.0)),
+        compaction_grace=grace,
     )
