@@ -36,8 +36,21 @@ class _JsonFormatter(logging.Formatter):
         return orjson.dumps(obj).decode()
 
 
+class _Redacting(logging.Filter):
+    """Masks secrets in every log line, whichever module's text it quotes (the boundaries
+    that take text in redact it already; this is the last line of defence)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        masked = redact(text)
+        if masked != text:
+            record.msg, record.args = masked, None
+        return True
+
+
 def setup_logging(log_json: bool, verbose: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_Redacting())
     if log_json:
         handler.setFormatter(_JsonFormatter())
     else:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import configparser
 import os
 import re
-import threading
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,8 +36,7 @@ from typing import Final
 import pyarrow.fs as pafs
 
 from recorder.core._errors import ArchiveError
-
-MASK: Final = "***"
+from recorder.core._secrets import MASK, redact_secrets, remember_secret
 
 #: Options accepted in ``storage_options`` and in the query string of an ``s3://`` URI.
 S3_OPTIONS: Final = frozenset(
@@ -74,28 +72,17 @@ _SECRET_QUERY = re.compile(
     re.IGNORECASE,
 )
 
-_known_secrets: set[str] = set()
-_known_lock = threading.Lock()
-
 
 def _remember(*secrets: str | None) -> None:
-    with _known_lock:
-        _known_secrets.update(s for s in secrets if s and len(s) >= 4)
+    remember_secret(*secrets)
 
 
 def redact(text: str) -> str:
-    """``text`` with URI credentials, secret query values and every known secret masked."""
+    """``text`` with URI credentials, secret query values, credential fields and every known
+    secret (:mod:`recorder.core._secrets`, plus the AWS secrets in the environment) masked."""
     text = _USERINFO.sub(lambda m: m["scheme"] + MASK + "@", text)
     text = _SECRET_QUERY.sub(lambda m: m["key"] + MASK, text)
-    with _known_lock:
-        secrets = set(_known_secrets)
-    secrets.update(v for k in _SECRET_ENV if (v := os.environ.get(k)) and len(v) >= 4)
-    for s in sorted(secrets, key=len, reverse=True):
-        text = text.replace(s, MASK)
-        quoted = urllib.parse.quote(s, safe="")
-        if quoted != s:
-            text = text.replace(quoted, MASK)
-    return text
+    return redact_secrets(text, (v for k in _SECRET_ENV if (v := os.environ.get(k))))
 
 
 @dataclass(frozen=True, slots=True)

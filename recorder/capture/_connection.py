@@ -40,6 +40,7 @@ from recorder.core._message import (
     Message,
     SessionEvent,
 )
+from recorder.core._secrets import redact_secrets
 from recorder.net._limiter import RateLimit, TrioRateLimiter
 from recorder.net._ws import TransportError, WsClient, connect
 from recorder.venues._channels import session_payload
@@ -300,8 +301,9 @@ class ShardRunner:
             try:
                 await self._session(s, predecessor, first_done)
             except (TransportError, RemoteProtocolError, trio.TooSlowError) as exc:
+                # A protocol error may quote a server's frame, which may echo a secret.
                 reason = getattr(exc, "reason", None) or (
-                    f"protocol error: {exc}"
+                    redact_secrets(f"protocol error: {exc}")
                     if isinstance(exc, RemoteProtocolError)
                     else "timed out"
                 )
@@ -564,6 +566,7 @@ class ShardRunner:
         s.nursery.start_soon(fn, *args)
 
     def _refuse(self, s: _Session, streams: Sequence[str], reason: str) -> None:
+        reason = redact_secrets(reason)  # the server's words
         new = [x for x in streams if x not in self._refused]
         self._refused.update(streams)
         if new:

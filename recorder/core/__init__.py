@@ -4,7 +4,8 @@
 - ``_codec.py``: the channel-codec contract and its registry;
 - ``_frame.py``: a received WebSocket frame and its receive time;
 - ``_errors.py``: the error types (local vs remote protocol errors, config, archive);
-- ``_time.py``: time units in integer nanoseconds.
+- ``_time.py``: time units in integer nanoseconds;
+- ``_secrets.py``: masking API keys and credentials in every text shown or stored.
 """
 
 from recorder.core._codec import ChannelCodec, Decoded, channels_of, codec_for, register, venues
@@ -27,6 +28,7 @@ from recorder.core._message import (
     SessionEvent,
     replayed_messages,
 )
+from recorder.core._secrets import redact_secrets, remember_secret
 from recorder.core._time import HOUR_NS, MS_NS, SECOND_NS, US_NS
 
 __all__ = [
@@ -52,7 +54,9 @@ __all__ = [
     "UnsupportedMessage",
     "channels_of",
     "codec_for",
+    "redact_secrets",
     "register",
+    "remember_secret",
     "replayed_messages",
     "venues",
 ]

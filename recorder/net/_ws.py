@@ -10,7 +10,10 @@ same payload.
 
 Every transport failure is translated here, at one boundary, into :class:`ConnectionLost`,
 :class:`HandshakeRejected` or :class:`ClosedByPeer`, so the connection task handles one
-family of exceptions.
+family of exceptions. Their text comes partly from the server (an error page, a close
+reason), which may echo our request: it is redacted here, as it enters, so that no API key
+reaches a log line, a session event or the status (the values of the headers passed to
+:func:`connect` are treated as secrets).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from wsproto.connection import ConnectionState
 
 from recorder.core._errors import RemoteProtocolError
 from recorder.core._frame import Frame
+from recorder.core._secrets import redact_secrets, remember_secret
 from recorder.net._wsframes import FrameSplitter
 
 __all__ = [
@@ -49,6 +53,7 @@ class TransportError(Exception):
     reason: str
 
     def __init__(self, reason: str) -> None:
+        reason = redact_secrets(reason)
         super().__init__(reason)
         self.reason = reason
 
@@ -61,10 +66,12 @@ class HandshakeRejected(TransportError):
     """The server answered the upgrade request with something other than 101."""
 
     def __init__(self, status: int, body: bytes) -> None:
-        text = body[:200].decode("utf-8", "replace")
+        # Redacted whole before it is cut short, so no part of a secret survives the cut.
+        text = redact_secrets(body.decode("utf-8", "replace"))[:200]
         super().__init__(f"handshake rejected: HTTP {status} {text}".strip())
         self.status = status
-        self.body = body
+        # Byte for byte but for the secrets (which are ASCII): latin-1 maps bytes 1:1.
+        self.body = redact_secrets(body.decode("latin-1")).encode("latin-1")
 
 
 class ClosedByPeer(TransportError):
@@ -73,7 +80,7 @@ class ClosedByPeer(TransportError):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"closed by server: {code} {reason}".strip())
         self.code = code
-        self.close_reason = reason
+        self.close_reason = redact_secrets(reason)
 
 
 def _describe(exc: BaseException) -> str:
@@ -298,8 +305,10 @@ async def connect(
 ) -> WsClient:
     """Open a WebSocket connection (``ws://`` or ``wss://``) and complete the handshake.
 
-    The caller bounds the time this may take with its own cancel scope.
+    The caller bounds the time this may take with its own cancel scope. The values of
+    ``headers`` are credentials (an API key): they are masked in every error text from now on.
     """
+    remember_secret(*(v for _, v in headers))
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"not a WebSocket URL: {url!r}")
