@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -74,10 +75,62 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} PiB"
 
 
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM for ``ticktape record``, from the command's start to its exit.
+
+    Until the recorder runs there is nothing to flush: a signal ends the process at once with
+    one log line and 128 + the signal number (130, 143). While it runs, Trio receives the
+    signals and the first one stops it (everything is flushed: exit 0). Once it has stopped,
+    further signals are ignored: the last flush is done and the process is exiting.
+    """
+
+    def __init__(self) -> None:
+        self.recording_done = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, prev in self._previous.items():
+            # The import-time handler of the ``ticktape`` process says "while starting":
+            # past this point the process is only exiting.
+            starting = getattr(prev, "ticktape_startup", False)
+            signal.signal(sig, signal.SIG_IGN if starting or prev is None else prev)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.recording_done:
+            return
+        name = signal.Signals(signum).name
+        logging.getLogger("ticktape").warning("%s: stopped before recording began", name)
+        logging.shutdown()
+        os._exit(128 + signum)
+
+
+def _release_startup_handlers() -> None:
+    """Give commands other than ``record`` the default signal behaviour back (the import-time
+    handler in ``replay`` is only meant for the time before a command runs)."""
+    defaults: dict[signal.Signals, Any] = {
+        signal.SIGINT: signal.default_int_handler,
+        signal.SIGTERM: signal.SIG_DFL,
+    }
+    for sig, default in defaults.items():
+        if getattr(signal.getsignal(sig), "ticktape_startup", False):
+            signal.signal(sig, default)
+
+
 @click.group()
 @click.version_option(package_name="ticktape")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """ticktape: record exchange market data into a lossless Parquet archive, and replay it."""
+    if ctx.invoked_subcommand != "record":
+        _release_startup_handlers()
 
 
 @cli.command()
@@ -132,44 +185,49 @@ def record(
     worker_opt: str | None,
 ) -> None:
     """Record market data until stopped (SIGINT/SIGTERM flush everything and exit 0)."""
-    from recorder.capture._config import load_config, parse_share
-    from recorder.capture._supervisor import Recorder
-
-    setup_logging(log_json)
-    if duration is not None and not (math.isfinite(duration) and duration > 0):
-        raise click.BadParameter(
-            f"must be a positive number of seconds, got {duration}", param_hint="'--duration'"
-        )
-    if workers > 1 and worker_opt is None:
-        sys.exit(_run_workers(workers))
-
-    def split(s: str) -> list[str]:
-        return [x.strip() for x in s.split(",") if x.strip()]
-
+    stops = _StopSignals()
+    stops.install()
     try:
-        cfg = load_config(
-            config,
-            root=root,
-            venue=venue,
-            streams=split(streams),
-            symbols=split(symbols),
-            channels=split(channels),
-            ws_url=ws_url,
-            rest_url=rest_url,
-            flush_interval=flush_interval,
-            writer_id=writer_id,
-            shard=parse_share(shard_opt, "--shard"),
-            worker=parse_share(worker_opt, "--worker"),
-            metrics_port=metrics_port,
-            metrics_host=metrics_host,
-        )
-        rec = Recorder(cfg)
-    except TicktapeError as exc:
-        raise click.ClickException(str(exc)) from None
-    show = sys.stderr.isatty() if status is None else status
-    if worker_opt is not None:
-        show = False  # the parent's terminal is shared by every worker
-    trio.run(run_recorder, rec, duration, show, log_json)
+        from recorder.capture._config import load_config, parse_share
+        from recorder.capture._supervisor import Recorder
+
+        setup_logging(log_json)
+        if duration is not None and not (math.isfinite(duration) and duration > 0):
+            raise click.BadParameter(
+                f"must be a positive number of seconds, got {duration}", param_hint="'--duration'"
+            )
+        if workers > 1 and worker_opt is None:
+            sys.exit(_run_workers(workers))
+
+        def split(s: str) -> list[str]:
+            return [x.strip() for x in s.split(",") if x.strip()]
+
+        try:
+            cfg = load_config(
+                config,
+                root=root,
+                venue=venue,
+                streams=split(streams),
+                symbols=split(symbols),
+                channels=split(channels),
+                ws_url=ws_url,
+                rest_url=rest_url,
+                flush_interval=flush_interval,
+                writer_id=writer_id,
+                shard=parse_share(shard_opt, "--shard"),
+                worker=parse_share(worker_opt, "--worker"),
+                metrics_port=metrics_port,
+                metrics_host=metrics_host,
+            )
+            rec = Recorder(cfg)
+        except TicktapeError as exc:
+            raise click.ClickException(str(exc)) from None
+        show = sys.stderr.isatty() if status is None else status
+        if worker_opt is not None:
+            show = False  # the parent's terminal is shared by every worker
+        trio.run(run_recorder, rec, duration, show, log_json, stops)
+    finally:
+        stops.restore()
 
 
 def _run_workers(n: int) -> int:
@@ -205,28 +263,45 @@ def _run_workers(n: int) -> int:
     return max(p.wait() for p in procs)
 
 
-async def run_recorder(rec: Any, duration: float | None, show: bool, log_json: bool) -> None:
+async def run_recorder(
+    rec: Any,
+    duration: float | None,
+    show: bool,
+    log_json: bool,
+    stops: _StopSignals | None = None,
+) -> None:
     """Run a :class:`~recorder.Recorder` until ``duration`` passes or SIGINT/SIGTERM arrives
     (then everything is flushed), with the live status table if ``show``."""
-    async with trio.open_nursery() as nursery:
-        if duration is not None:
-            nursery.cancel_scope.deadline = trio.current_time() + duration
+    log = logging.getLogger("ticktape")
+    stops = stops or _StopSignals()
+    # Trio takes the signals over before the recorder starts and keeps them until its last
+    # flush is done, so a second Ctrl-C cannot interrupt that flush.
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async with trio.open_nursery() as watching:
+            recording = trio.CancelScope()
 
-        async def on_signal() -> None:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
-                async for sig in sigs:
-                    logging.getLogger("ticktape").info("signal %s: flushing and stopping", sig)
+            async def watch() -> None:
+                async for sig in signals:
+                    if not recording.cancel_called:
+                        name = signal.Signals(sig).name
+                        log.info("%s: flushing and stopping (further signals wait for it)", name)
+                        recording.cancel()
+
+            watching.start_soon(watch)
+            with recording:
+                if duration is not None:
+                    recording.deadline = trio.current_time() + duration
+                async with trio.open_nursery() as nursery:
+                    if show:
+                        nursery.start_soon(_status_live, rec)
+                    elif log_json:
+                        nursery.start_soon(_status_json, rec)
+                    await rec.run()
                     nursery.cancel_scope.cancel()
-                    return
-
-        nursery.start_soon(on_signal)
-        if show:
-            nursery.start_soon(_status_live, rec)
-        elif log_json:
-            nursery.start_soon(_status_json, rec)
-        await rec.run()
+            stops.recording_done = True
+            watching.cancel_scope.cancel()
     st = rec.statistics()
-    logging.getLogger("ticktape").info(
+    log.info(
         "stopped: %d rows in %d files (%s), %d write errors",
         st.writer.rows_written,
         st.writer.files_written,

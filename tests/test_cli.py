@@ -232,7 +232,13 @@ def test_ticktape_sim_process_ledger_matches_the_archive_of_a_record_process(
             ],
             env=ENV,
         )
-        time.sleep(4)
+        # Stop once the recorder has written data (a busy machine may take a while to start).
+        deadline = time.monotonic() + 120
+        while not _writers(tmp_path / "arch"):
+            assert rec.poll() is None, "the recorder exited before recording"
+            assert time.monotonic() < deadline, "nothing was written within 120 s"
+            time.sleep(0.1)
+        time.sleep(1.0)  # a little more traffic after the first flush; not a correctness wait
         stop_ns = time.time_ns()
         time.sleep(0.5)
         rec.send_signal(signal.SIGINT)

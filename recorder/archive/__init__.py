@@ -7,7 +7,7 @@
 - ``_writer.py``: part files, compaction and recovery (:class:`ArchiveWriter`);
 - ``_reader.py``: the one reader: partitions, their files, rows and messages;
 - ``_columnar.py`` / ``_render.py``: payloads to typed columns and back, a batch at a time;
-- ``_writerproc.py``, ``_writer_child.py``: the writer in a process of its own;
+- ``_writerproc.py``: the writer in a process of its own;
 - ``_inspect.py``: ``ticktape ls`` and ``ticktape verify``;
 - ``_schemadoc.py``: the schema reference in the README.
 """

@@ -118,20 +118,25 @@ class WriterProcess(BufferedWriter):
         self._start()
 
     def _start(self) -> None:
-        # A plain `python -m` child on inherited pipes, not multiprocessing: its spawn start
+        # A plain Python child on inherited pipes, not multiprocessing: its spawn start
         # method re-imports the parent's __main__, which breaks unguarded user scripts.
+        # The child is told when to stop, over its pipe, after the parent's last flush: a
+        # Ctrl-C (SIGINT to the terminal's process group) or a SIGTERM to every process of
+        # the service must not end it first. Its own session keeps it out of the group, and
+        # it ignores both signals from its first statement, before its imports.
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         self._proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "recorder.archive._writer_child",
+                "-c",
+                _CHILD_BOOTSTRAP,
                 str(req_r),
                 str(rep_w),
                 orjson.dumps({"root": self.root, "kwargs": self._kwargs}).decode(),
             ],
             pass_fds=(req_r, rep_w),
+            start_new_session=True,
         )
         os.close(req_r)
         os.close(rep_w)
@@ -282,8 +287,19 @@ class _Pipes:
         self.back.close()
 
 
+# A -c bootstrap rather than ``-m``: the signals are ignored before the first import (``-m``
+# imports the package first), and runpy never runs a module the package already loaded.
+_CHILD_BOOTSTRAP = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "from recorder.archive._writerproc import child_main\n"
+    "child_main(sys.argv[1:])\n"
+)
+
+
 def child_main(argv: list[str]) -> None:
-    """The child's entry point (``python -m recorder.archive._writer_child``)."""
+    """The child's entry point (see ``_CHILD_BOOTSTRAP``)."""
     req_fd, rep_fd, spec = int(argv[0]), int(argv[1]), orjson.loads(argv[2])
     _child(
         Connection(req_fd, writable=False),
