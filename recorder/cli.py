@@ -471,7 +471,8 @@ def ls_cmd(root: str, partitions: bool, as_json: bool) -> None:
 def verify(root: str) -> None:
     """Check an archive: gaps, sequence breaks, duplicates, unreadable files.
 
-    Exits 1 when a file is unreadable or a row has lost its payload (corruption)."""
+    Exits 1 when a file is unreadable or a row has lost its payload (corruption), when a row
+    is there twice, or when an hour is listed twice (a compacted file and parts it absorbed)."""
     from recorder.archive._inspect import verify as do_verify
 
     try:

@@ -1,14 +1,24 @@
 """What an archive holds (``ticktape ls``) and whether it is sound (``ticktape verify``).
 
-``verify`` reads every file and reports: unreadable or foreign files (corruption: non-zero
-exit), rows whose typed columns no longer re-render their payload (corruption), duplicate
-rows (the same connection and sequence number twice), the gaps the recorder itself recorded
-as session events, and sequence breaks inside order-book channels (Binance ``U``/``u``/``pu``,
-Bybit ``u``), which are gaps the exchange's own numbering reveals.
+``verify`` reads every file and reports: unreadable or foreign files and rows whose typed
+columns no longer re-render their payload (corruption), duplicate rows (the same connection
+and sequence number twice) and hours listed twice (a compacted file and parts it absorbed,
+both still present) -- each of these makes it exit non-zero -- and, for information, the
+gaps the recorder itself recorded as session events and the sequence breaks in order-book
+channels (Binance ``U``/``u``/``pu``, SBE first/last book update id, Bybit ``u``): holes the
+exchange's own numbering reveals.
+
+Book continuity is checked per stream in the archive's global order (receive time,
+connection, sequence), across hours, not per connection: while a rollover's two connections
+overlap the recorder keeps whichever copy of an update arrives first, so each connection's
+own rows have holes the other one filled. An update already covered is skipped, and the
+first update of a connection that does not follow on (a reconnect after a gap, which the
+recorder records as a ``gap`` event) starts the stream afresh rather than counting as a break.
 """
 
 from __future__ import annotations
 
+import posixpath
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -75,6 +85,7 @@ class VerifyReport:
     rows: int = 0
     corrupt: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    double_listed: list[str] = field(default_factory=list)
     recorded_gaps: list[str] = field(default_factory=list)
     sequence_breaks: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
@@ -82,13 +93,15 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt
+        """No corruption, no duplicate rows, no hour listed twice."""
+        return not (self.corrupt or self.duplicates or self.double_listed)
 
     def lines(self) -> Iterator[str]:
         yield f"files: {self.files}  rows: {self.rows}  rows kept raw: {self.raw_rows}"
         for title, items in (
             ("CORRUPT", self.corrupt),
             ("duplicates", self.duplicates),
+            ("hours listed twice (compacted file and absorbed parts)", self.double_listed),
             ("gaps recorded by the recorder", self.recorded_gaps),
             ("refused streams", self.refused),
             ("sequence breaks", self.sequence_breaks),
@@ -98,19 +111,37 @@ class VerifyReport:
                 yield f"  {it}"
             if len(items) > 50:
                 yield f"  ... and {len(items) - 50} more"
-        yield "result: " + ("OK" if self.ok else "CORRUPTION FOUND")
+        if self.corrupt:
+            yield "result: CORRUPTION FOUND"
+        elif not self.ok:
+            yield "result: DUPLICATES FOUND"
+        else:
+            yield "result: OK"
 
 
 def verify(root: str, *, check_render: bool = True) -> VerifyReport:
     """Read every file of the archive and check it; see the module docstring."""
     fs, parts = list_partitions(root)
     rep = VerifyReport()
+    chains: _BookChains | None = None
     for p in parts:
-        _verify_partition(fs, p, rep, check_render)
+        k = p.key
+        if p.superseded:
+            names = ", ".join(posixpath.basename(x) for x in p.superseded)
+            rep.double_listed.append(
+                f"{k.relpath()}: parts already in its compacted file are still present: {names}"
+            )
+        # Partitions come sorted by venue, channel, symbol, then hour: a stream's chain
+        # carries on into its next hour.
+        if chains is None or chains.of != (k.venue, k.channel, k.symbol):
+            chains = _BookChains(k.venue, k.channel, k.symbol)
+        _verify_partition(fs, p, rep, check_render, chains)
     return rep
 
 
-def _verify_partition(fs: Any, p: PartitionFiles, rep: VerifyReport, check_render: bool) -> None:
+def _verify_partition(
+    fs: Any, p: PartitionFiles, rep: VerifyReport, check_render: bool, chains: _BookChains
+) -> None:
     k = p.key
     try:
         codec = codec_for(k.venue, k.channel)
@@ -168,51 +199,95 @@ def _verify_partition(fs: Any, p: PartitionFiles, rep: VerifyReport, check_rende
                     f"{k.venue} {cols['conn'][i]}: {cols['streams'][i]} ({cols['reason'][i]})"
                 )
     else:
-        _sequence_breaks(k.venue, k.channel, k.relpath(), cols, rep)
+        _sequence_breaks(k.venue, k.channel, k.relpath(), cols, rep, chains)
+
+
+# Column names of the book numbering per venue: (first id, last id, previous last id).
+_BINANCE_IDS: dict[str, tuple[str, str, str | None]] = {
+    "binance-spot": ("first_update_id", "final_update_id", None),
+    "binance-usdm": ("first_update_id", "final_update_id", "prev_final_update_id"),
+    "binance-sbe": ("first_book_update_id", "last_book_update_id", None),
+}
+
+
+class _BookChains:
+    """The last update id of each stream of one (venue, channel, symbol), and the
+    connections that delivered any of its updates (see the module docstring)."""
+
+    def __init__(self, venue: str, channel: str, symbol: str) -> None:
+        self.of = (venue, channel, symbol)
+        self.last: dict[str, int] = {}
+        self.conns: dict[str, set[str]] = defaultdict(set)
+
+    def follow(self, stream: str, conn: str, first: int, last: int, prev: int | None) -> str | None:
+        """Account for one update covering ids ``first..last`` (``prev``: the previous
+        update's last id, when the venue says). A description of the hole before it, if any."""
+        known = self.conns[stream]
+        new_conn = conn not in known
+        known.add(conn)
+        before = self.last.get(stream)
+        if before is None:
+            self.last[stream] = last
+            return None
+        if last <= before:
+            return None  # already covered (the other copy of an overlapping connection)
+        self.last[stream] = last
+        hole = prev > before if prev is not None else first > before + 1
+        if not hole or new_conn:
+            return None
+        if prev is not None:
+            return f"after u={before} got pu={prev} (U={first}, u={last})"
+        return f"after u={before} got U={first}"
+
+    def restart(self, stream: str, conn: str, last: int) -> None:
+        """A snapshot: the book starts again from ``last``."""
+        self.conns[stream].add(conn)
+        self.last[stream] = last
 
 
 def _sequence_breaks(
-    venue: str, channel: str, where: str, cols: dict[str, list[Any]], rep: VerifyReport
+    venue: str,
+    channel: str,
+    where: str,
+    cols: dict[str, list[Any]],
+    rep: VerifyReport,
+    chains: _BookChains,
 ) -> None:
-    """Breaks in the exchange's own book numbering, per (connection, stream)."""
-    if channel not in ("depth",) and not (venue.startswith("bybit") and channel == "orderbook"):
+    """Holes in the exchange's own book numbering, per stream in global order."""
+    if venue.startswith("bybit"):
+        if channel != "orderbook" or "update_id" not in cols or "msg_type" not in cols:
+            return
+    elif channel != "depth" or venue not in _BINANCE_IDS:
         return
-    last: dict[tuple[str, str], int] = {}
     n = len(cols["seq"])
-    if venue.startswith("binance"):
-        first_col = "first_update_id" if "first_update_id" in cols else None
-        last_col = "final_update_id" if "final_update_id" in cols else None
-        prev_col = "prev_final_update_id" if "prev_final_update_id" in cols else None
-        if first_col is None or last_col is None:
-            return
-        for i in range(n):
-            key = (cols["conn"][i], cols["stream"][i])
-            U, u = cols[first_col][i], cols[last_col][i]
-            if U is None or u is None:
+    order = sorted(range(n), key=lambda i: (cols["recv_time"][i], cols["conn"][i], cols["seq"][i]))
+    if venue.startswith("bybit"):
+        for i in order:
+            u, kind = cols["update_id"][i], cols["msg_type"][i]
+            if u is None:
                 continue
-            if key in last:
-                prev = last[key]
-                pu = cols[prev_col][i] if prev_col else None
-                broken = (pu != prev) if pu is not None else (prev + 1 != U)
-                if broken:
-                    rep.sequence_breaks.append(
-                        f"{where} {key[1]} on {key[0]}: after u={prev} got U={U}"
-                    )
-            last[key] = u
-    else:
-        if "update_id" not in cols or "type" not in cols:
-            return
-        for i in range(n):
-            key = (cols["conn"][i], cols["stream"][i])
-            u = cols["update_id"][i]
-            if cols["type"][i] == "snapshot" or u is None:
-                last[key] = u
+            stream, conn = cols["stream"][i], cols["conn"][i]
+            if kind == "snapshot":
+                chains.restart(stream, conn, u)
                 continue
-            if key in last and last[key] is not None and u != last[key] + 1:
+            hole = chains.follow(stream, conn, u, u, None)
+            if hole is not None:
                 rep.sequence_breaks.append(
-                    f"{where} {key[1]} on {key[0]}: after u={last[key]} got u={u}"
+                    f"{where} {stream} on {conn}: {hole.replace('U=', 'u=')}"
                 )
-            last[key] = u
+        return
+    first_col, last_col, prev_col = _BINANCE_IDS[venue]
+    if first_col not in cols or last_col not in cols:
+        return
+    for i in order:
+        first, last = cols[first_col][i], cols[last_col][i]
+        if first is None or last is None:
+            continue
+        prev = cols[prev_col][i] if prev_col is not None else None
+        stream, conn = cols["stream"][i], cols["conn"][i]
+        hole = chains.follow(stream, conn, first, last, prev)
+        if hole is not None:
+            rep.sequence_breaks.append(f"{where} {stream} on {conn}: {hole}")
 
 
 def group_summary(parts: list[PartitionSummary]) -> list[dict[str, Any]]:
