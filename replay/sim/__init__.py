@@ -25,9 +25,11 @@ faults) use ``trio.current_time()`` so ``MockClock`` tests work; payload timesta
 
 Module layout: ``_types`` (config, faults, events, protocol, statistics), ``_book`` (random
 order book), ``_binance_market`` / ``_bybit_market`` (synthetic sources), ``_binance`` /
-``_bybit`` (WebSocket protocol handlers), ``_ws`` (wsproto connection), ``_conn`` (connection
-and venue state, delivery with faults), ``_server`` (:class:`Simulator`), ``_rest`` (h11 REST),
-``_ledger`` (NDJSON ledger), ``_sbe_enc`` (SBE encoders from ``recorder.venues._sbe``).
+``_bybit`` (WebSocket protocol handlers), ``_ws`` (wsproto connection), ``_runtime``
+(connection and venue state, delivery with faults), ``_rest`` (h11 REST server) with
+``_binance_rest`` / ``_bybit_rest`` (endpoints), ``_venues`` (the venue table: market, handler
+and REST of each venue), ``_server`` (:class:`Simulator`), ``_ledger`` (NDJSON ledger),
+``_sbe_enc`` (SBE encoders from ``recorder.venues._sbe``).
 """
 
 from replay.sim._server import Simulator

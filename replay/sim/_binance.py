@@ -14,7 +14,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 
 from replay.sim._binance_market import Parsed, parse_stream
-from replay.sim._conn import Conn, VenueRuntime
+from replay.sim._runtime import Conn
+from replay.sim._types import MarketSource, VenueConfig
 
 METHODS = "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`"
 _ID_STR = re.compile(r"[A-Za-z0-9]{1,36}")
@@ -39,13 +40,11 @@ class BinanceHandler:
 
     server_pings = True
 
-    def __init__(self, rt: VenueRuntime) -> None:
-        self.rt = rt
-        self.flavor = {"binance-spot": "spot", "binance-usdm": "usdm", "binance-sbe": "sbe"}[
-            rt.name
-        ]
-        ping, pong, rate, streams, attempts = DEFAULTS[rt.name]
-        cfg = rt.cfg
+    def __init__(self, name: str, cfg: VenueConfig, source: MarketSource) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.flavor = {"binance-spot": "spot", "binance-usdm": "usdm", "binance-sbe": "sbe"}[name]
+        ping, pong, rate, streams, attempts = DEFAULTS[name]
         self.ping_interval = cfg.ping_interval if cfg.ping_interval is not None else ping
         self.pong_timeout = cfg.pong_timeout if cfg.pong_timeout is not None else pong
         self.msg_rate = cfg.msg_rate_limit if cfg.msg_rate_limit is not None else rate
@@ -56,7 +55,7 @@ class BinanceHandler:
         self.max_age: float | None = (
             cfg.max_connection_age if cfg.max_connection_age is not None else 86_400.0
         )
-        self._symbols: Collection[str] = {s.symbol for s in rt.source.instruments()}
+        self._symbols: Collection[str] = {s.symbol for s in source.instruments()}
 
     # -- streams -------------------------------------------------------------------------------
 
@@ -75,7 +74,7 @@ class BinanceHandler:
     # -- handshake -----------------------------------------------------------------------------
 
     def handshake(self, conn: Conn, target: str, headers: dict[str, str]) -> tuple[int, str] | None:
-        cfg = self.rt.cfg
+        cfg = self.cfg
         if self.flavor == "sbe":
             key = headers.get("x-mbx-apikey")
             if key is None:
@@ -145,7 +144,7 @@ class BinanceHandler:
                 )
             )
             if usdm:
-                code, reason = self.rt.cfg.invalid_json_close
+                code, reason = self.cfg.invalid_json_close
                 conn.close(code, reason, "invalid json")
             return
         if not isinstance(req, dict):
@@ -244,7 +243,7 @@ class BinanceHandler:
                 parsed.append((n, pr))
             new = {n for n, _ in parsed if n not in conn.subs}
             if len(conn.subs) + len(new) > self.max_streams:
-                code, msg = self.rt.cfg.too_many_subscriptions
+                code, msg = self.cfg.too_many_subscriptions
                 conn.send_control(_err(code, msg, req_id))
                 return
             for n, pr in parsed:

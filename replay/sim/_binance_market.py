@@ -14,8 +14,13 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from replay.sim import _sbe_enc
 from replay.sim._book import Book, Fill, Formatter, parse_fixed
+from replay.sim._sbe_enc import (
+    encode_best_bid_ask,
+    encode_depth_diff,
+    encode_depth_snapshot,
+    encode_trades,
+)
 from replay.sim._types import DepthSnapshot, MarketEvent, SymbolSpec
 
 MS = 1_000_000
@@ -520,7 +525,7 @@ class BinanceMarket:
                 out.append(
                     MarketEvent(
                         name,
-                        _sbe_enc.trades(
+                        encode_trades(
                             now_ns // US,
                             now_ns // US,
                             -st.spec.price_decimals,
@@ -629,7 +634,7 @@ class BinanceMarket:
                 out.append(
                     MarketEvent(
                         name,
-                        _sbe_enc.best_bid_ask(
+                        encode_best_bid_ask(
                             now_ns // US,
                             book.update_id,
                             -st.spec.price_decimals,
@@ -731,7 +736,7 @@ class BinanceMarket:
         u = st.book.update_id
         s = st.spec.symbol
         if fl == "sbe":
-            payload = _sbe_enc.depth_diff(
+            payload = encode_depth_diff(
                 now_ns // US,
                 pend.first,
                 u,
@@ -930,7 +935,7 @@ class BinanceMarket:
         u = st.book.update_id
         s = st.spec.symbol
         if self.flavor == "sbe":
-            payload = _sbe_enc.depth_snapshot(
+            payload = encode_depth_snapshot(
                 now_ns // US, u, -st.spec.price_decimals, -st.spec.qty_decimals, bids, asks, s
             )
             out.append(MarketEvent(name, payload, binary=True))

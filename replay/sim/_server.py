@@ -5,48 +5,30 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 import trio
 from wsproto.events import Ping
 
-from replay.sim._binance import BinanceHandler
-from replay.sim._binance_market import BinanceMarket
-from replay.sim._conn import Conn, Counters, VenueRuntime, wall_ns
 from replay.sim._ledger import Ledger
+from replay.sim._rest import serve_rest
+from replay.sim._runtime import Conn, Counters, VenueRuntime, wall_ns
 from replay.sim._types import (
-    BINANCE_VENUES,
-    DEFAULT_SYMBOLS,
     VENUES,
     ConnectionInfo,
     Fault,
     MarketEvent,
-    MarketSource,
     SimConfig,
     SimUrls,
     Statistics,
     VenueUrls,
 )
+from replay.sim._venues import VENUE_TABLE, make_runtime
 from replay.sim._ws import WsConn
 
 log = logging.getLogger(__name__)
-
-
-def _make_source(name: str, cfg: SimConfig) -> MarketSource:
-    if name in cfg.sources:
-        return cfg.sources[name]
-    vcfg = cfg.venue(name)
-    specs = vcfg.symbols if vcfg.symbols is not None else DEFAULT_SYMBOLS[name]
-    rate = vcfg.rate if vcfg.rate is not None else cfg.rate
-    if name in BINANCE_VENUES:
-        return BinanceMarket(
-            name, specs, seed=cfg.seed, rate=rate, levels=cfg.book_levels,
-            cm_fields=vcfg.usdm_cm_fields,
-        )  # fmt: skip
-    from replay.sim._bybit_market import BybitMarket
-
-    return BybitMarket(name, specs, seed=cfg.seed, rate=rate, levels=cfg.book_levels)
 
 
 class Simulator:
@@ -55,7 +37,7 @@ class Simulator:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
         for v in self.config.venues:
-            if v not in VENUES:
+            if v not in VENUES or v not in VENUE_TABLE:
                 raise ValueError(f"unknown venue {v!r}; known: {', '.join(VENUES)}")
         self.clock: Callable[[], int] = self.config.clock or wall_ns
         self.counters = Counters()
@@ -64,19 +46,10 @@ class Simulator:
             if self.config.ledger_path
             else None
         )
-        self.venues: dict[str, VenueRuntime] = {}
-        for name in self.config.venues:
-            rt = VenueRuntime(
-                self, name, self.config.venue(name), _make_source(name, self.config),
-                self.counters, self.ledger, self.clock,
-            )  # fmt: skip
-            if name in BINANCE_VENUES:
-                rt.handler = BinanceHandler(rt)
-            else:
-                from replay.sim._bybit import BybitHandler
-
-                rt.handler = BybitHandler(rt)
-            self.venues[name] = rt
+        self.venues: dict[str, VenueRuntime] = {
+            name: make_runtime(name, self.config, self.counters, self.ledger, self.clock)
+            for name in self.config.venues
+        }
         self._next_id = 0
         self._nursery: trio.Nursery | None = None
         self._t0 = 0.0
@@ -101,9 +74,8 @@ class Simulator:
                     rt.rest_url = f"http://{host}:{rest_port}"
                     urls[name] = VenueUrls(name, rt.ws_url, rt.rest_url)
                     nursery.start_soon(trio.serve_listeners, partial(self._serve_ws, rt), ws_l)
-                    from replay.sim._rest import serve_rest
-
-                    nursery.start_soon(trio.serve_listeners, partial(serve_rest, self, rt), rest_l)
+                    app = VENUE_TABLE[name].rest
+                    nursery.start_soon(trio.serve_listeners, partial(serve_rest, rt, app), rest_l)
                     nursery.start_soon(self._pump, rt)
                 for f in self.config.faults:
                     nursery.start_soon(self._scheduled, f)
@@ -237,11 +209,11 @@ class Simulator:
                 rt.refusals = [x for x in rt.refusals if x[2] != 0]
                 return int(str(r[0])), str(r[1])
         concurrent = rt.cfg.max_concurrent
-        if concurrent is None and rt.name.startswith("bybit-"):
-            concurrent = 1000
+        if concurrent is None:
+            concurrent = VENUE_TABLE[rt.name].max_concurrent
         if concurrent is not None and len(rt.conns) >= concurrent:
             return rt.cfg.conn_limit_status, rt.cfg.conn_limit_body
-        limit = getattr(rt.handler, "conn_attempts", 0)
+        limit = rt.handler.conn_attempts
         if limit:
             window = rt.cfg.conn_attempt_window
             rt.attempts.append(now)
@@ -439,6 +411,4 @@ def _cull(events: list[MarketEvent] | Any) -> list[MarketEvent]:
 
 
 def _replace(fault: Fault, **kw: Any) -> Fault:
-    from dataclasses import replace
-
     return replace(fault, **kw)

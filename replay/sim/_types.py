@@ -11,6 +11,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args, runtime_checkable
 
+import trio
+
 Venue = Literal[
     "binance-spot",
     "binance-usdm",
@@ -29,7 +31,6 @@ BYBIT_VENUES = frozenset({"bybit-spot", "bybit-linear", "bybit-inverse", "bybit-
 
 def trio_clock(epoch_ns: int = 1_767_225_600_000_000_000) -> Callable[[], int]:
     """A payload clock that follows Trio's clock (for MockClock tests): epoch + current_time()."""
-    import trio
 
     def now() -> int:
         return epoch_ns + int(trio.current_time() * 1e9)
