@@ -18,7 +18,8 @@ from replay.sim._runtime import Conn
 from replay.sim._types import MarketSource, VenueConfig
 
 METHODS = "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`"
-_ID_STR = re.compile(r"[A-Za-z0-9]{1,36}")
+# the docs say "alphanumeric, at most 36"; the official SDKs' UUIDs (with hyphens) work too
+MAX_ID_CHARS = 36
 _METHOD_VALUE = re.compile(r'"method"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 DEFAULTS = {
@@ -67,6 +68,8 @@ class BinanceHandler:
         if self.flavor != "usdm":
             return True
         route = parsed.usdm_route
+        if parsed.kind == "trade":
+            route = self.cfg.usdm_trade_route
         if conn.route is None:
             return route == "public"
         return conn.route == route
@@ -113,14 +116,12 @@ class BinanceHandler:
             return 404, "Not Found"
         if len(streams) > self.max_streams:
             return 400, "Too many streams"
-        parsed = []
         for s in streams:
             p = self.parse(s)
-            if p is None:
-                return 400, "Invalid request: invalid stream"
-            parsed.append((s, p))
-        for s, p in parsed:
-            conn.subscribe(s, self.delivers(conn, p))
+            # an unknown name in the URL does not fail the handshake: the real server opens the
+            # connection and sends nothing for it (ccxt opens `/ws/<n>` and subscribes later)
+            if p is not None:
+                conn.subscribe(s, self.delivers(conn, p))
         return None
 
     # -- control messages ----------------------------------------------------------------------
@@ -214,17 +215,18 @@ class BinanceHandler:
             conn.send_control(orjson.dumps({"result": conn.combined, "id": req_id}))
 
     def _valid_id(self, req_id: Any) -> bool:
-        if req_id is _MISSING:
+        """Spot: int64, a string of at most 36 chars, or null. USDⓈ-M: an unsigned integer, and
+        (unless ``usdm_strict_ids``) a string of at most 36 chars."""
+        if req_id is _MISSING or isinstance(req_id, bool):
             return False
-        if isinstance(req_id, bool):
-            return False
+        if isinstance(req_id, str):
+            ok = self.flavor != "usdm" or not self.cfg.usdm_strict_ids
+            return ok and 0 < len(req_id) <= MAX_ID_CHARS
         if self.flavor == "usdm":
             return isinstance(req_id, int) and 0 <= req_id < 2**64
         if req_id is None:
             return True
-        if isinstance(req_id, int):
-            return -(2**63) <= req_id < 2**63
-        return isinstance(req_id, str) and _ID_STR.fullmatch(req_id) is not None
+        return isinstance(req_id, int) and -(2**63) <= req_id < 2**63
 
     def _subscribe(self, conn: Conn, sub: bool, params: list[Any], req_id: Any) -> None:
         names: list[str] = []

@@ -7,6 +7,7 @@ venue table; it gets the :class:`VenueRuntime` of its venue and returns a :data:
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -22,7 +23,7 @@ RestApp = Callable[[VenueRuntime, str, dict[str, str]], Response]
 """A venue's GET endpoints: (venue, path, query parameters) -> response."""
 
 
-async def serve_rest(rt: VenueRuntime, app: RestApp, stream: trio.SocketStream) -> None:
+async def serve_rest(rt: VenueRuntime, app: RestApp, stream: trio.abc.Stream) -> None:
     conn = h11.Connection(h11.SERVER)
     try:
         while True:
@@ -43,16 +44,16 @@ async def serve_rest(rt: VenueRuntime, app: RestApp, stream: trio.SocketStream) 
     except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
         return
     finally:
-        with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=True), suppress(trio.BrokenResourceError):
             await stream.aclose()
 
 
-async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> Any:
+async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> Any:
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
             data = await stream.receive_some(65536)
-            conn.receive_data(data)
+            conn.receive_data(bytes(data))
             if not data and conn.their_state is not h11.DONE:
                 return None
             continue

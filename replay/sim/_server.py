@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -66,12 +68,12 @@ class Simulator:
                 self._t0 = trio.current_time()
                 urls: dict[str, VenueUrls] = {}
                 for name, rt in self.venues.items():
-                    ws_l = await trio.open_tcp_listeners(rt.cfg.ws_port, host=host)
-                    rest_l = await trio.open_tcp_listeners(rt.cfg.rest_port, host=host)
-                    ws_port = ws_l[0].socket.getsockname()[1]
-                    rest_port = rest_l[0].socket.getsockname()[1]
-                    rt.ws_url = f"ws://{host}:{ws_port}"
-                    rt.rest_url = f"http://{host}:{rest_port}"
+                    tls = rt.cfg.ssl_context or self.config.ssl_context
+                    ws_l, ws_port = await _listeners(rt.cfg.ws_port, host, tls)
+                    rest_l, rest_port = await _listeners(rt.cfg.rest_port, host, tls)
+                    ws_scheme, rest_scheme = ("wss", "https") if tls else ("ws", "http")
+                    rt.ws_url = f"{ws_scheme}://{host}:{ws_port}"
+                    rt.rest_url = f"{rest_scheme}://{host}:{rest_port}"
                     urls[name] = VenueUrls(name, rt.ws_url, rt.rest_url)
                     nursery.start_soon(trio.serve_listeners, partial(self._serve_ws, rt), ws_l)
                     app = VENUE_TABLE[name].rest
@@ -161,7 +163,7 @@ class Simulator:
 
     # -- connections -----------------------------------------------------------------------------
 
-    async def _serve_ws(self, rt: VenueRuntime, stream: trio.SocketStream) -> None:
+    async def _serve_ws(self, rt: VenueRuntime, stream: trio.abc.Stream) -> None:
         ws = WsConn(stream)
         try:
             with trio.move_on_after(10):
@@ -196,8 +198,8 @@ class Simulator:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
+            with trio.CancelScope(shield=True), suppress(trio.BrokenResourceError):
+                await stream.aclose()  # a TLS close_notify to a vanished peer may fail
 
     def _refusal(self, rt: VenueRuntime) -> tuple[int, str] | None:
         now = trio.current_time()
@@ -397,6 +399,20 @@ class Simulator:
     async def _close_later(self, conn: Conn, fault: Fault) -> None:
         await trio.sleep(fault.duration)
         conn.close(fault.code, fault.reason or "Server shutdown", "server shutdown")
+
+
+Listener = trio.SocketListener | trio.SSLListener[trio.SocketStream]
+
+
+async def _listeners(
+    port: int, host: str, tls: ssl.SSLContext | None
+) -> tuple[list[Listener], int]:
+    """Listeners on ``host:port`` (TLS-wrapped if ``tls``) and the port they got."""
+    plain = await trio.open_tcp_listeners(port, host=host)
+    got: int = plain[0].socket.getsockname()[1]
+    if tls is None:
+        return list(plain), got
+    return [trio.SSLListener(x, tls, https_compatible=True) for x in plain], got
 
 
 def _cull(events: list[MarketEvent] | Any) -> list[MarketEvent]:

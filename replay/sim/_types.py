@@ -7,6 +7,7 @@ a documented default so that tests can change them.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args, runtime_checkable
@@ -186,6 +187,15 @@ class VenueConfig:
     sbe_bad_key: tuple[int, str] = (401, "Invalid API-key")  # (U)
     sbe_culling: bool = True  # bestBidAsk keeps only the newest per symbol and tick
     usdm_cm_fields: bool = False  # add connector-era `st`/`ps` fields
+    # USDⓈ-M `<symbol>@trade` is undocumented; like aggTrade it is "regular market data", so it
+    # is served on /market by default (U)
+    usdm_trade_route: Literal["public", "market"] = "market"
+    # USDⓈ-M documents `id` as an unsigned integer, but Binance's SDKs send UUID strings; the
+    # real server's answer to string ids is (U): accepted (≤ 36 chars) unless this is True
+    usdm_strict_ids: bool = False
+    # server-side TLS for this venue's WebSocket and REST ports (wss:// and https:// URLs);
+    # None: SimConfig.ssl_context
+    ssl_context: ssl.SSLContext | None = None
     rest_weight_limit: int | None = None  # per minute (None: 6000 spot / 2400 usdm)
     rest_ban_seconds: float = 120.0
     bybit_rest_limit: int = 600  # requests per bybit_rest_window
@@ -209,6 +219,7 @@ class SimConfig:
     ledger_flush_interval: float = 1.0
     clock: Callable[[], int] | None = None  # wall clock in ns for payload timestamps
     sources: dict[str, MarketSource] = field(default_factory=dict)  # replace the synthetic market
+    ssl_context: ssl.SSLContext | None = None  # server-side TLS for every venue (None: plain)
 
     def venue(self, name: str) -> VenueConfig:
         return self.venue_config.get(name, VenueConfig())
