@@ -1,4 +1,4 @@
-"""A faithful local exchange simulator (Binance spot/USDⓈ-M/SBE, Bybit V5 public streams).
+"""A faithful local exchange simulator (Binance spot/USDⓈ-M/COIN-M/SBE, Bybit V5 public streams).
 
 Usage::
 
@@ -14,7 +14,10 @@ Usage::
 Each venue gets its own WebSocket port and REST port (``VenueConfig.ws_port/rest_port``, 0 =
 ephemeral) on ``SimConfig.host`` (127.0.0.1). Venue paths are the real ones: Binance spot/SBE
 ``/ws``, ``/ws/<a>/<b>``, ``/stream?streams=a/b[&timeUnit=MICROSECOND]``; USDⓈ-M
-``[/public|/market|/private]/ws…`` and ``…/stream?streams=``; Bybit ``/v5/public/<category>``.
+``[/public|/market|/private]/ws…`` and ``…/stream?streams=``; COIN-M (``binance-coinm``) the
+same with contract symbols (``btcusd_perp@aggTrade``) and REST under ``/dapi/v1``; Bybit
+``/v5/public/<category>``. ``SimConfig.ssl_context`` / ``VenueConfig.ssl_context`` serve
+``wss://`` and ``https://`` instead.
 
 Market data come from one :class:`MarketSource` per venue: a deterministic synthetic market
 (seeded, ``SimConfig.rate`` steps/s) unless ``SimConfig(sources={venue: source})`` supplies

@@ -27,6 +27,14 @@ DEFAULTS = {
     "binance-spot": (20.0, 60.0, 5, 1024, 300),
     "binance-sbe": (20.0, 60.0, 5, 1024, 300),
     "binance-usdm": (180.0, 600.0, 10, 1024, 0),
+    # COIN-M: not in the reference; USDⓈ-M's limits (same futures stream servers)
+    "binance-coinm": (180.0, 600.0, 10, 1024, 0),
+}
+FLAVORS = {
+    "binance-spot": "spot",
+    "binance-usdm": "usdm",
+    "binance-sbe": "sbe",
+    "binance-coinm": "coinm",
 }
 
 
@@ -37,14 +45,19 @@ def _err(code: int, msg: str, req_id: Any = None, with_id: bool = True) -> bytes
 
 
 class BinanceHandler:
-    """Handler for ``binance-spot``, ``binance-usdm`` and ``binance-sbe``."""
+    """Handler for ``binance-spot``, ``binance-usdm``, ``binance-coinm`` and ``binance-sbe``.
+
+    COIN-M speaks the USDⓈ-M protocol (routes, ids, invalid JSON closes, limits)."""
 
     server_pings = True
 
     def __init__(self, name: str, cfg: VenueConfig, source: MarketSource) -> None:
         self.name = name
         self.cfg = cfg
-        self.flavor = {"binance-spot": "spot", "binance-usdm": "usdm", "binance-sbe": "sbe"}[name]
+        self.flavor = FLAVORS[name]
+        self.futures = self.flavor in ("usdm", "coinm")
+        # COIN-M without the route split: every stream delivers on every path
+        self.routed = self.flavor == "usdm" or (self.flavor == "coinm" and cfg.coinm_route_split)
         ping, pong, rate, streams, attempts = DEFAULTS[name]
         self.ping_interval = cfg.ping_interval if cfg.ping_interval is not None else ping
         self.pong_timeout = cfg.pong_timeout if cfg.pong_timeout is not None else pong
@@ -65,7 +78,7 @@ class BinanceHandler:
 
     def delivers(self, conn: Conn, parsed: Parsed) -> bool:
         """USDⓈ-M: a stream on the wrong route (or a /market stream on a legacy URL) is silent."""
-        if self.flavor != "usdm":
+        if not self.routed:
             return True
         route = parsed.usdm_route
         if parsed.kind == "trade":
@@ -87,7 +100,7 @@ class BinanceHandler:
         parts = urlsplit(target)
         path = unquote(parts.path)
         query = parts.query
-        if self.flavor == "usdm":
+        if self.futures:
             for route in ("public", "market", "private"):
                 prefix = f"/{route}"
                 if path == prefix or path.startswith(prefix + "/"):
@@ -133,7 +146,7 @@ class BinanceHandler:
         return None
 
     def on_text(self, conn: Conn, text: str) -> None:
-        usdm = self.flavor == "usdm"
+        usdm = self.futures
         try:
             req = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -220,9 +233,9 @@ class BinanceHandler:
         if req_id is _MISSING or isinstance(req_id, bool):
             return False
         if isinstance(req_id, str):
-            ok = self.flavor != "usdm" or not self.cfg.usdm_strict_ids
+            ok = not self.futures or not self.cfg.usdm_strict_ids
             return ok and 0 < len(req_id) <= MAX_ID_CHARS
-        if self.flavor == "usdm":
+        if self.futures:
             return isinstance(req_id, int) and 0 <= req_id < 2**64
         if req_id is None:
             return True

@@ -25,6 +25,7 @@ from replay.sim._types import DepthSnapshot, MarketEvent, SymbolSpec
 
 MS = 1_000_000
 US = 1_000
+COINM_VALUE_DECIMALS = 8
 
 INTERVAL_MS: dict[str, int] = {
     "1s": 1000,
@@ -71,6 +72,7 @@ _SYM = r"([a-z0-9]+)"
 _SPOT_PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Parsed | None]]] = []
 _USDM_PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Parsed | None]]] = []
 _SBE_PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Parsed | None]]] = []
+_COINM_PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Parsed | None]]] = []
 
 
 def _kline(m: re.Match[str], period: Callable[[str], int]) -> Parsed | None:
@@ -234,10 +236,59 @@ def _sbe_patterns() -> None:
     p.append((re.compile(rf"{_SYM}@depth"), lambda m: Parsed("depth", m.group(1).upper(), 20)))
 
 
+def _coinm_patterns() -> None:
+    """COIN-M (``dstream``): the USDⓈ-M forms for contract symbols such as ``btcusd_perp``."""
+    p = _COINM_PATTERNS
+    sym = r"([a-z0-9]+_[a-z0-9]+)"
+    p.append((re.compile(rf"{sym}@aggTrade"), lambda m: Parsed("aggTrade", m.group(1).upper())))
+    p.append(
+        (
+            re.compile(rf"{sym}@markPrice(@1s)?"),
+            lambda m: Parsed("markPrice", m.group(1).upper(), 1000 if m.group(2) else 3000),
+        )
+    )
+    p.append((re.compile(rf"{sym}@kline_([0-9]+[smhdwM])"), lambda m: _kline(m, lambda iv: 250)))
+    p.append((re.compile(rf"{sym}@bookTicker"), lambda m: Parsed("bookTicker", m.group(1).upper())))
+    p.append(
+        (
+            re.compile(rf"{sym}@forceOrder"),
+            lambda m: Parsed("forceOrder", m.group(1).upper(), 1000),
+        )
+    )
+    p.append((re.compile(r"!forceOrder@arr"), lambda m: Parsed("allForceOrder", None, 1000)))
+    speed = "(" + "|".join(re.escape(k) for k in USDM_DEPTH_SPEEDS if k) + ")?"
+    p.append(
+        (
+            re.compile(rf"{sym}@depth(5|10|20){speed}"),
+            lambda m: Parsed(
+                "partial", m.group(1).upper(), USDM_DEPTH_SPEEDS[m.group(3) or ""], m.group(2)
+            ),
+        )
+    )
+    p.append(
+        (
+            re.compile(rf"{sym}@depth{speed}"),
+            lambda m: Parsed("depth", m.group(1).upper(), USDM_DEPTH_SPEEDS[m.group(2) or ""]),
+        )
+    )
+
+
 _spot_patterns()
 _usdm_patterns()
 _sbe_patterns()
-PATTERNS = {"spot": _SPOT_PATTERNS, "usdm": _USDM_PATTERNS, "sbe": _SBE_PATTERNS}
+_coinm_patterns()
+PATTERNS = {
+    "spot": _SPOT_PATTERNS,
+    "usdm": _USDM_PATTERNS,
+    "sbe": _SBE_PATTERNS,
+    "coinm": _COINM_PATTERNS,
+}
+FLAVORS = {
+    "binance-spot": "spot",
+    "binance-usdm": "usdm",
+    "binance-sbe": "sbe",
+    "binance-coinm": "coinm",
+}
 
 
 def parse_stream(flavor: str, name: str, symbols: Collection[str]) -> Parsed | None:
@@ -304,13 +355,21 @@ class _Sym:
         "open",
         "pending",
         "prev_partial",
+        "ps",
         "quote_vol",
         "spec",
         "trade_id",
         "vol",
     )
 
-    def __init__(self, spec: SymbolSpec, rng: random.Random, levels: int, speeds: Sequence[int]):
+    def __init__(
+        self,
+        spec: SymbolSpec,
+        rng: random.Random,
+        levels: int,
+        speeds: Sequence[int],
+        coinm: bool = False,
+    ):
         self.spec = spec
         self.lower = spec.symbol.lower()
         self.book = Book(spec, rng, levels, rng.randrange(10**8, 10**9))
@@ -318,6 +377,10 @@ class _Sym:
         self.fq = Formatter(spec.qty_decimals, spec.wire_qd)
         qd = spec.price_decimals + spec.qty_decimals
         self.fqv = Formatter(qd, max(spec.wire_pd, qd if spec.wire_price_decimals is None else 8))
+        # COIN-M: `ps` (pair) follows `s`; volumes "q"/"Q" are in the base asset, 8 decimals
+        self.ps = f',"ps":"{spec.symbol.partition("_")[0]}"' if coinm else ""
+        if coinm:
+            self.fqv = Formatter(COINM_VALUE_DECIMALS, COINM_VALUE_DECIMALS)
         self.trade_id = rng.randrange(10**8, 10**9)
         self.first_trade_id = self.trade_id + 1
         self.agg_id = rng.randrange(10**7, 10**8)
@@ -359,20 +422,25 @@ class BinanceMarket:
         rate: float,
         levels: int = 200,
         cm_fields: bool = False,
+        funding_fields: bool = True,
     ) -> None:
         self._venue = venue
-        self.flavor = {"binance-spot": "spot", "binance-usdm": "usdm", "binance-sbe": "sbe"}[venue]
+        self.flavor = FLAVORS[venue]
+        self.futures = self.flavor in ("usdm", "coinm")
+        self.coinm = self.flavor == "coinm"
         self.rng = random.Random(f"{venue}:{seed}")
         self.rate = rate
-        self.cm = cm_fields
+        self.cm = cm_fields and self.flavor == "usdm"
+        self.funding_fields = funding_fields  # COIN-M markPrice `r`/`T` (see VenueConfig)
         speeds = {
             "spot": (1000, 100),
             "usdm": (250, 500, 100),
+            "coinm": (250, 500, 100),
             "sbe": (20,),
         }[self.flavor]
         self.speeds = speeds
         self.specs = tuple(specs)
-        self.syms = {s.symbol: _Sym(s, self.rng, levels, speeds) for s in specs}
+        self.syms = {s.symbol: _Sym(s, self.rng, levels, speeds, self.coinm) for s in specs}
         self.order = list(self.syms.values())
         self.t0: int | None = None
         self.steps_done = 0
@@ -441,7 +509,7 @@ class BinanceMarket:
                 change = st.book.change()
                 self._record_change(st, change)
             self._bbo(st, now_ns, active, out)
-            if flavor == "usdm" and rng.random() < 0.01:
+            if self.futures and rng.random() < 0.01:
                 st.force = (rng.random() < 0.5, st.book.bb, st.book.rand_qty())
             elif flavor == "spot" and rng.random() < 0.002:
                 self._block_trade(st, now_ns, active, out)
@@ -476,7 +544,8 @@ class BinanceMarket:
             st.trade_id += 1
             st.n += 1
             st.vol += f.qty
-            st.quote_vol += f.qty * f.price
+            value = self._value(st, f.qty, f.price)
+            st.quote_vol += value
             total += f.qty
             for k in st.klines.values():
                 if k.n == 0:
@@ -487,11 +556,11 @@ class BinanceMarket:
                 k.h = max(k.h, f.price)
                 k.low = min(k.low, f.price)
                 k.v += f.qty
-                k.q += f.qty * f.price
+                k.q += value
                 k.n += 1
                 if not f.buyer_maker:
                     k.tv += f.qty
-                    k.tq += f.qty * f.price
+                    k.tq += value
         price = fills[0].price
         st.last_price = price
         st.last_qty = fills[-1].qty
@@ -554,7 +623,7 @@ class BinanceMarket:
                         )
                     )
                     tid += 1
-        if self.flavor == "usdm":  # same price and taker side aggregated per 100 ms window
+        if self.futures:  # same price and taker side aggregated per 100 ms window
             last_agg = st.aggs[-1] if st.aggs else None
             if last_agg is not None and last_agg[1] == price and last_agg[2] == int(m):
                 last_agg[3] += total
@@ -581,6 +650,16 @@ class BinanceMarket:
                 )
             )
 
+    def _value(self, st: _Sym, qty: int, price: int) -> int:
+        """Traded value in ``fqv`` units: quote (qty x price), or on COIN-M the base-asset
+        amount of ``qty`` contracts of ``contract_size`` USD at ``price``."""
+        if not self.coinm:
+            return qty * price
+        size = st.spec.contract_size or 100
+        scale = 10 ** (COINM_VALUE_DECIMALS + st.spec.price_decimals - st.spec.qty_decimals)
+        value: int = qty * size * scale // max(price, 1)
+        return value
+
     def _flush_aggs(
         self, st: _Sym, now_ms: int, active: Collection[str], out: list[MarketEvent]
     ) -> None:
@@ -597,11 +676,12 @@ class BinanceMarket:
         st_field = ',"st":1' if self.cm else ""
         for a, price, m, qty, first, last, t in aggs:
             p, q = st.fp(price), st.fq(qty)
+            nq = "" if self.coinm else f',"nq":"{q}"'  # RPI is USDⓈ-M only
             out.append(
                 MarketEvent(
                     name,
-                    f'{{"e":"aggTrade","E":{now_ms},"s":"{s}","a":{a},"p":"{p}","q":"{q}",'
-                    f'"nq":"{q}","f":{first},"l":{last},"T":{t},"m":{_b(bool(m))}{st_field}}}'.encode(),
+                    f'{{"e":"aggTrade","E":{now_ms},"s":"{s}","a":{a},"p":"{p}","q":"{q}"{nq},'
+                    f'"f":{first},"l":{last},"T":{t},"m":{_b(bool(m))}{st_field}}}'.encode(),
                 )
             )
 
@@ -652,7 +732,8 @@ class BinanceMarket:
             return
         fp, fq = st.fp, st.fq
         body = (
-            f'"s":"{s}","b":"{fp(bbo[0])}","B":"{fq(bbo[1])}","a":"{fp(bbo[2])}","A":"{fq(bbo[3])}"'
+            f'"s":"{s}"{st.ps},"b":"{fp(bbo[0])}","B":"{fq(bbo[1])}","a":"{fp(bbo[2])}",'
+            f'"A":"{fq(bbo[3])}"'
         )
         if self.flavor == "spot":
             out.append(MarketEvent(name, f'{{"u":{book.update_id},{body}}}'.encode()))
@@ -682,7 +763,7 @@ class BinanceMarket:
                 self._depth_diff(st, speed, pend, now_ns, active, out)
                 pend.prev_u = st.book.update_id
                 pend.changes = {}
-        if self.flavor == "usdm":
+        if self.futures:
             for st in self.order:
                 self._flush_aggs(st, now_ms, active, out)
         for name in active:
@@ -721,7 +802,7 @@ class BinanceMarket:
             alt = f"{st.lower}@depth@1000ms" if speed == 1000 else ""
             if name not in active and alt not in active:
                 return
-        elif fl == "usdm":
+        elif self.futures:
             suffix = {250: "", 500: "@500ms", 100: "@100ms"}[speed]
             name = f"{st.lower}@depth{suffix}"
             alt = f"{st.lower}@rpiDepth@500ms" if speed == 500 else ""
@@ -762,8 +843,8 @@ class BinanceMarket:
             extra = f',"st":1,"ps":"{s}"' if self.cm else ""
             ev = MarketEvent(
                 name,
-                f'{{"e":"depthUpdate","E":{ms},"T":{ms - 1},"s":"{s}","U":{pend.first},"u":{u},'
-                f'"pu":{pend.prev_u},"b":[{b}],"a":[{a}]{extra}}}'.encode(),
+                f'{{"e":"depthUpdate","E":{ms},"T":{ms - 1},"s":"{s}"{st.ps},"U":{pend.first},'
+                f'"u":{u},"pu":{pend.prev_u},"b":[{b}],"a":[{a}]{extra}}}'.encode(),
             )
         if name in active:
             out.append(ev)
@@ -876,7 +957,7 @@ class BinanceMarket:
                     MarketEvent(
                         name,
                         f'{{"e":"bookTicker","u":{b.update_id},"E":{ms},"T":{ms},'
-                        f'"s":"{s.spec.symbol}","b":"{s.fp(b.bb)}","B":"{s.fq(b.bids[b.bb])}",'
+                        f'"s":"{s.spec.symbol}"{s.ps},"b":"{s.fp(b.bb)}","B":"{s.fq(b.bids[b.bb])}",'
                         f'"a":"{s.fp(b.ba)}","A":"{s.fq(b.asks[b.ba])}"{extra}}}'.encode(),
                     )
                 )
@@ -892,7 +973,7 @@ class BinanceMarket:
                 out.append(
                     MarketEvent(
                         name,
-                        f'{{"e":"forceOrder","E":{ms},"o":{{"s":"{s.spec.symbol}","S":"{side}",'
+                        f'{{"e":"forceOrder","E":{ms},"o":{{"s":"{s.spec.symbol}"{s.ps},"S":"{side}",'
                         f'"o":"LIMIT","f":"IOC","q":"{q}","p":"{p}","ap":"{p}","X":"FILLED",'
                         f'"l":"{q}","z":"{q}","T":{ms - 1}}}{extra}}}'.encode(),
                     )
@@ -955,7 +1036,7 @@ class BinanceMarket:
         out.append(
             MarketEvent(
                 name,
-                f'{{"e":"depthUpdate","E":{ms},"T":{ms - 1},"s":"{s}","U":{first},"u":{u},'
+                f'{{"e":"depthUpdate","E":{ms},"T":{ms - 1},"s":"{s}"{st.ps},"U":{first},"u":{u},'
                 f'"pu":{prev},"b":[{b}],"a":[{a}]{extra}}}'.encode(),
             )
         )
@@ -966,13 +1047,15 @@ class BinanceMarket:
         s = st.spec.symbol
         c, o, h, low = st.last_price, st.open, st.high, st.low
         v, q = fq(st.vol), fqv(st.quote_vol)
-        cm = self.cm and self.flavor == "usdm"
+        cm = self.cm
         extra = f',"st":1,"ps":"{s}"' if cm else ""
         if kind == "miniTicker":
             return (
                 f'{{"e":"24hrMiniTicker","E":{t},"s":"{s}","c":"{fp(c)}","o":"{fp(o)}",'
                 f'"h":"{fp(h)}","l":"{fp(low)}","v":"{v}","q":"{q}"{extra}}}'
             )
+        if kind == "markPrice" and self.coinm:
+            return self._coinm_mark_price(st, t)
         if kind == "markPrice":
             st_f = ',"st":1' if cm else ""
             nxt = (t // 28_800_000 + 1) * 28_800_000
@@ -1016,6 +1099,20 @@ class BinanceMarket:
             f'"h":"{fp(h)}","l":"{fp(low)}","v":"{v}","q":"{q}","O":{t - day},"C":{t},'
             f'"F":{st.first_trade_id},"L":{st.trade_id},"n":{n}{extra}}}'
         )
+
+    def _coinm_mark_price(self, st: _Sym, t: int) -> str:
+        """COIN-M markPriceUpdate: no `ap`; perpetuals carry funding `r`/`T`, delivery contracts
+        `"r":""` and `"T":0` (both dropped with ``coinm_funding_fields=False``)."""
+        p = st.fp(st.last_price)
+        head = (
+            f'{{"e":"markPriceUpdate","E":{t},"s":"{st.spec.symbol}","p":"{p}","P":"{p}","i":"{p}"'
+        )
+        if not self.funding_fields:
+            return head + "}"
+        if st.spec.symbol.endswith("_PERP"):
+            nxt = (t // 28_800_000 + 1) * 28_800_000
+            return f'{head},"r":"0.00010000","T":{nxt}}}'
+        return f'{head},"r":"","T":0}}'
 
 
 def mid_of(spec: SymbolSpec) -> int:

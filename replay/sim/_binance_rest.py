@@ -1,10 +1,12 @@
 """Binance REST: ``/api/v3/depth``, ``/api/v3/exchangeInfo`` (spot, SBE), ``/fapi/v1/depth``,
-``/fapi/v1/exchangeInfo`` (USDⓈ-M) with request-weight accounting (``binance-spot.md`` §7,
-``binance-usdm-futures.md`` §6): ``X-MBX-USED-WEIGHT-1M``, 429 + ``Retry-After``, then 418.
+``/fapi/v1/exchangeInfo`` (USDⓈ-M) and ``/dapi/v1/…`` (COIN-M, by USDⓈ-M's rules) with
+request-weight accounting (``binance-spot.md`` §7, ``binance-usdm-futures.md`` §6):
+``X-MBX-USED-WEIGHT-1M``, 429 + ``Retry-After``, then 418.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 from typing import Any
 
@@ -13,7 +15,15 @@ import trio
 
 from replay.sim._rest import Response, dec, json_response, snapshot
 from replay.sim._runtime import VenueRuntime
+from replay.sim._types import SymbolSpec
 
+PREFIX = {
+    "binance-spot": "/api/v3",
+    "binance-sbe": "/api/v3",
+    "binance-usdm": "/fapi/v1",
+    "binance-coinm": "/dapi/v1",
+}
+FUTURES = frozenset({"binance-usdm", "binance-coinm"})
 SPOT_WEIGHT_LIMIT = 6000
 USDM_WEIGHT_LIMIT = 2400
 USDM_LIMITS = {5: 2, 10: 2, 20: 2, 50: 2, 100: 5, 500: 10, 1000: 20}
@@ -30,8 +40,8 @@ def spot_depth_weight(limit: int) -> int:
 
 
 def binance_rest(rt: VenueRuntime, path: str, params: dict[str, str]) -> Response:
-    usdm = rt.name == "binance-usdm"
-    prefix = "/fapi/v1" if usdm else "/api/v3"
+    usdm = rt.name in FUTURES  # USDⓈ-M and COIN-M share limits, weights and parameters
+    prefix = PREFIX[rt.name]
     now = trio.current_time()
     limit_w = rt.cfg.rest_weight_limit or (USDM_WEIGHT_LIMIT if usdm else SPOT_WEIGHT_LIMIT)
     window = int(now // 60)
@@ -134,7 +144,10 @@ def _binance_depth(rt: VenueRuntime, usdm: bool, params: dict[str, str]) -> tupl
         return weight, json_response(400, {"code": -1121, "msg": "Invalid symbol."})
     bids = [list(x) for x in snap.bids]
     asks = [list(x) for x in snap.asks]
-    if usdm:
+    if rt.name == "binance-coinm":  # COIN-M names the contract and its pair (U: not in the ref)
+        body = {"lastUpdateId": snap.last_update_id, "symbol": symbol, "pair": _pair(symbol),
+                "E": snap.time_ms, "T": snap.time_ms - 1, "bids": bids, "asks": asks}  # fmt: skip
+    elif usdm:
         body = {"lastUpdateId": snap.last_update_id, "E": snap.time_ms, "T": snap.time_ms - 1,
                 "bids": bids, "asks": asks}  # fmt: skip
     else:
@@ -142,12 +155,45 @@ def _binance_depth(rt: VenueRuntime, usdm: bool, params: dict[str, str]) -> tupl
     return weight, json_response(200, body)
 
 
+def _pair(symbol: str) -> str:
+    return symbol.partition("_")[0]
+
+
+def _coinm_symbol(spec: SymbolSpec, tick: str, step: str) -> dict[str, Any]:
+    """A COIN-M ``/dapi/v1/exchangeInfo`` symbol: ``contractStatus`` (not ``status``),
+    ``contractSize`` in USD, margin in the base asset; ``_YYMMDD`` contracts are quarterlies."""
+    expiry = spec.symbol.partition("_")[2]
+    perpetual = expiry == "PERP"
+    delivery = 4133404800000
+    if not perpetual:
+        day = datetime.datetime.strptime(expiry, "%y%m%d").replace(tzinfo=datetime.UTC)
+        delivery = int(day.timestamp() * 1000) + 8 * 3_600_000  # settles 08:00 UTC
+    return {
+        "symbol": spec.symbol, "pair": _pair(spec.symbol),
+        "contractType": "PERPETUAL" if perpetual else "CURRENT_QUARTER",
+        "deliveryDate": delivery, "onboardDate": 1597042800000, "contractStatus": "TRADING",
+        "contractSize": spec.contract_size or 100, "marginAsset": spec.base,
+        "baseAsset": spec.base, "quoteAsset": spec.quote,
+        "pricePrecision": spec.price_decimals, "quantityPrecision": spec.qty_decimals,
+        "baseAssetPrecision": 8, "quotePrecision": 8, "equalQtyPrecision": 4,
+        "underlyingType": "COIN", "underlyingSubType": [],
+        "filters": [
+            {"filterType": "PRICE_FILTER", "maxPrice": "4520958", "minPrice": tick,
+             "tickSize": tick},
+            {"filterType": "LOT_SIZE", "maxQty": "1000000", "minQty": step, "stepSize": step},
+        ],
+        "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
+    }  # fmt: skip
+
+
 def _exchange_info(rt: VenueRuntime, usdm: bool, limit_w: int) -> dict[str, Any]:
     symbols = []
     for spec in rt.source.instruments():
         tick = dec(spec.tick, spec.price_decimals)
         step = dec(spec.lot, spec.qty_decimals)
-        if usdm:
+        if rt.name == "binance-coinm":
+            symbols.append(_coinm_symbol(spec, tick, step))
+        elif usdm:
             symbols.append({
                 "symbol": spec.symbol, "pair": spec.symbol, "contractType": "PERPETUAL",
                 "deliveryDate": 4133404800000, "onboardDate": 1569398400000, "status": "TRADING",

@@ -17,6 +17,7 @@ import trio
 Venue = Literal[
     "binance-spot",
     "binance-usdm",
+    "binance-coinm",
     "binance-sbe",
     "bybit-spot",
     "bybit-linear",
@@ -26,7 +27,7 @@ Venue = Literal[
 
 VENUES: tuple[Venue, ...] = get_args(Venue)
 
-BINANCE_VENUES = frozenset({"binance-spot", "binance-usdm", "binance-sbe"})
+BINANCE_VENUES = frozenset({"binance-spot", "binance-usdm", "binance-coinm", "binance-sbe"})
 BYBIT_VENUES = frozenset({"bybit-spot", "bybit-linear", "bybit-inverse", "bybit-option"})
 
 
@@ -58,6 +59,7 @@ class SymbolSpec:
     lot: int = 1
     wire_price_decimals: int | None = None
     wire_qty_decimals: int | None = None
+    contract_size: int | None = None  # COIN-M: USD per contract (quantities are contracts)
 
     @property
     def wire_pd(self) -> int:
@@ -87,6 +89,11 @@ DEFAULT_SYMBOLS: dict[str, tuple[SymbolSpec, ...]] = {
         SymbolSpec("BTCUSDT", "BTC", "USDT", "65000.0", 1, 3),
         SymbolSpec("ETHUSDT", "ETH", "USDT", "3200.00", 2, 3),
         SymbolSpec("SOLUSDT", "SOL", "USDT", "150.000", 3, 0),
+    ),
+    "binance-coinm": (
+        SymbolSpec("BTCUSD_PERP", "BTC", "USD", "65000.0", 1, 0, contract_size=100),
+        SymbolSpec("ETHUSD_PERP", "ETH", "USD", "3200.00", 2, 0, contract_size=10),
+        SymbolSpec("BTCUSD_251226", "BTC", "USD", "66000.0", 1, 0, contract_size=100),
     ),
     "bybit-spot": (
         SymbolSpec("BTCUSDT", "BTC", "USDT", "65000.00", 2, 6),
@@ -193,6 +200,11 @@ class VenueConfig:
     # USDⓈ-M documents `id` as an unsigned integer, but Binance's SDKs send UUID strings; the
     # real server's answer to string ids is (U): accepted (≤ 36 chars) unless this is True
     usdm_strict_ids: bool = False
+    # COIN-M (dstream): whether the 2026 /public|/market route split applies is (U); off: every
+    # stream is served on every path, on: routed exactly like USDⓈ-M
+    coinm_route_split: bool = False
+    # COIN-M markPrice: funding rate `r` / next funding `T` (delivery contracts: "" / 0) (U)
+    coinm_funding_fields: bool = True
     # server-side TLS for this venue's WebSocket and REST ports (wss:// and https:// URLs);
     # None: SimConfig.ssl_context
     ssl_context: ssl.SSLContext | None = None

@@ -43,7 +43,7 @@ def _binance_market(name: str, cfg: SimConfig, vcfg: VenueConfig) -> MarketSourc
     specs = vcfg.symbols if vcfg.symbols is not None else DEFAULT_SYMBOLS[name]
     return BinanceMarket(
         name, specs, seed=cfg.seed, rate=_rate(cfg, vcfg), levels=cfg.book_levels,
-        cm_fields=vcfg.usdm_cm_fields,
+        cm_fields=vcfg.usdm_cm_fields, funding_fields=vcfg.coinm_funding_fields,
     )  # fmt: skip
 
 
@@ -64,6 +64,7 @@ BYBIT = VenueKind(_bybit_market, BybitHandler, bybit_rest, max_concurrent=1000)
 VENUE_TABLE: dict[str, VenueKind] = {
     "binance-spot": BINANCE,
     "binance-usdm": BINANCE,
+    "binance-coinm": BINANCE,
     "binance-sbe": BINANCE,
     "bybit-spot": BYBIT,
     "bybit-linear": BYBIT,
