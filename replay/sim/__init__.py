@@ -27,7 +27,9 @@ faults) use ``trio.current_time()`` so ``MockClock`` tests work; payload timesta
 ``SimConfig.clock`` (wall clock; :func:`trio_clock` makes them follow Trio's clock).
 
 Module layout: ``_types`` (config, faults, events, protocol, statistics), ``_book`` (random
-order book), ``_binance_market`` / ``_bybit_market`` (synthetic sources), ``_binance`` /
+order book), ``_binance_market`` / ``_bybit_market`` (synthetic sources; Binance's split into
+``_binance_streams`` (stream names), ``_binance_state`` (per-symbol state), ``_binance_timed``
+(timed streams) and ``_binance_coinm`` (COIN-M specifics)), ``_binance`` /
 ``_bybit`` (WebSocket protocol handlers), ``_ws`` (wsproto connection), ``_runtime``
 (connection and venue state, delivery with faults), ``_rest`` (h11 REST server) with
 ``_binance_rest`` / ``_bybit_rest`` (endpoints), ``_venues`` (the venue table: market, handler

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
-from replay.sim._binance_market import Parsed, parse_stream
+from replay.sim._binance_streams import FLAVORS, Parsed, parse_stream
 from replay.sim._runtime import Conn
 from replay.sim._types import MarketSource, VenueConfig
 
@@ -29,12 +29,6 @@ DEFAULTS = {
     "binance-usdm": (180.0, 600.0, 10, 1024, 0),
     # COIN-M: not in the reference; USDⓈ-M's limits (same futures stream servers)
     "binance-coinm": (180.0, 600.0, 10, 1024, 0),
-}
-FLAVORS = {
-    "binance-spot": "spot",
-    "binance-usdm": "usdm",
-    "binance-sbe": "sbe",
-    "binance-coinm": "coinm",
 }
 
 

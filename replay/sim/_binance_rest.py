@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import trio
 
+from replay.sim._binance_coinm import pair_of
 from replay.sim._rest import Response, dec, json_response, snapshot
 from replay.sim._runtime import VenueRuntime
 from replay.sim._types import SymbolSpec
@@ -145,7 +146,7 @@ def _binance_depth(rt: VenueRuntime, usdm: bool, params: dict[str, str]) -> tupl
     bids = [list(x) for x in snap.bids]
     asks = [list(x) for x in snap.asks]
     if rt.name == "binance-coinm":  # COIN-M names the contract and its pair (U: not in the ref)
-        body = {"lastUpdateId": snap.last_update_id, "symbol": symbol, "pair": _pair(symbol),
+        body = {"lastUpdateId": snap.last_update_id, "symbol": symbol, "pair": pair_of(symbol),
                 "E": snap.time_ms, "T": snap.time_ms - 1, "bids": bids, "asks": asks}  # fmt: skip
     elif usdm:
         body = {"lastUpdateId": snap.last_update_id, "E": snap.time_ms, "T": snap.time_ms - 1,
@@ -153,10 +154,6 @@ def _binance_depth(rt: VenueRuntime, usdm: bool, params: dict[str, str]) -> tupl
     else:
         body = {"lastUpdateId": snap.last_update_id, "bids": bids, "asks": asks}
     return weight, json_response(200, body)
-
-
-def _pair(symbol: str) -> str:
-    return symbol.partition("_")[0]
 
 
 def _coinm_symbol(spec: SymbolSpec, tick: str, step: str) -> dict[str, Any]:
@@ -169,7 +166,7 @@ def _coinm_symbol(spec: SymbolSpec, tick: str, step: str) -> dict[str, Any]:
         day = datetime.datetime.strptime(expiry, "%y%m%d").replace(tzinfo=datetime.UTC)
         delivery = int(day.timestamp() * 1000) + 8 * 3_600_000  # settles 08:00 UTC
     return {
-        "symbol": spec.symbol, "pair": _pair(spec.symbol),
+        "symbol": spec.symbol, "pair": pair_of(spec.symbol),
         "contractType": "PERPETUAL" if perpetual else "CURRENT_QUARTER",
         "deliveryDate": delivery, "onboardDate": 1597042800000, "contractStatus": "TRADING",
         "contractSize": spec.contract_size or 100, "marginAsset": spec.base,
