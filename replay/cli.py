@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import ssl
 import sys
 from dataclasses import replace
 
@@ -40,6 +41,20 @@ def _ports(port: int, i: int) -> VenueConfig:
     return VenueConfig(ws_port=port + 2 * i, rest_port=port + 2 * i + 1) if port else VenueConfig()
 
 
+def server_tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The simulator's server-side TLS context from ``--tls-cert`` / ``--tls-key`` (None: plain)."""
+    if cert is None:
+        if key is not None:
+            raise click.BadParameter("--tls-key needs --tls-cert")
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise click.BadParameter(f"cannot load TLS certificate/key: {exc}") from None
+    return ctx
+
+
 def _csv(text: str) -> list[str] | None:
     items = [x.strip() for x in text.split(",") if x.strip()]
     return items or None
@@ -51,8 +66,8 @@ def _csv(text: str) -> list[str] | None:
     "venues",
     multiple=True,
     required=True,
-    help="binance-spot, binance-usdm, binance-sbe, bybit-spot, bybit-linear, bybit-inverse, "
-    "bybit-option (repeat for several).",
+    help="binance-spot, binance-usdm, binance-coinm, binance-sbe, bybit-spot, bybit-linear, "
+    "bybit-inverse, bybit-option (repeat for several).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=0, help="WebSocket port of the first venue (0: any).")
@@ -61,6 +76,14 @@ def _csv(text: str) -> list[str] | None:
 @click.option("--rate", type=float, default=200.0, show_default=True, help="Market steps/s/venue.")
 @click.option("--ledger", type=click.Path(dir_okay=False), help="Append every sent message here.")
 @click.option("--max-connection-age", type=float, help="Forced disconnect age in s (24 h default).")
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM certificate (chain): serve wss:// and https:// instead of ws:// and http://.",
+)
+@click.option(
+    "--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key of --tls-cert."
+)
 def sim(
     venues: tuple[str, ...],
     host: str,
@@ -70,6 +93,8 @@ def sim(
     rate: float,
     ledger: str | None,
     max_connection_age: float | None,
+    tls_cert: str | None,
+    tls_key: str | None,
 ) -> None:
     """Run the local exchange simulator until stopped; prints the URLs it serves."""
     from replay.sim import DEFAULT_SYMBOLS, VENUES, SimConfig, Simulator
@@ -90,8 +115,9 @@ def sim(
             c = replace(c, max_connection_age=max_connection_age)
         vcfg[v] = c
     cfg = SimConfig(
-        venues=venues, host=host, seed=seed, rate=rate, ledger_path=ledger, venue_config=vcfg
-    )
+        venues=venues, host=host, seed=seed, rate=rate, ledger_path=ledger, venue_config=vcfg,
+        ssl_context=server_tls(tls_cert, tls_key),
+    )  # fmt: skip
     setup_logging(False)
 
     async def main() -> None:

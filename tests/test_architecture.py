@@ -17,8 +17,6 @@ ROOT = Path(__file__).resolve().parent.parent
 LONG_FILES: dict[str, str] = {
     "recorder/capture/_bookkeeper.py": "one keeper holding both venue families' book procedures;"
     " they move behind the venue contract next (issue #14)",
-    "replay/sim/_binance_market.py": "one synthetic market class serving three Binance flavours"
-    " (spot, USD-M, SBE); its payload builders are to be split per flavour (issue #14)",
 }
 
 

@@ -81,9 +81,10 @@ async def test_url_forms_rejected() -> None:
 
 
 async def test_id_must_be_unsigned_and_invalid_json_closes() -> None:
-    """binance-usdm-futures.md §4 (id must be an unsigned integer) and §3 (invalid JSON =>
-    code 3 error and the connection is closed)."""
-    async with running(config(V)) as (_sim, urls):  # noqa: SIM117
+    """binance-usdm-futures.md §4 (id must be an unsigned integer; the documented rule, on with
+    ``usdm_strict_ids`` — string ids are accepted by default, see test_sim_lenient) and §3
+    (invalid JSON => code 3 error and the connection is closed)."""
+    async with running(config(V, usdm_strict_ids=True)) as (_sim, urls):  # noqa: SIM117
         async with open_websocket_url(f"{urls.ws(V)}/public/ws") as ws:
             for rid in ("abc", -1, None):
                 await ws.send_message(

@@ -12,6 +12,7 @@ from tests.test_sim_support import running
 FIRST_STREAM = {
     "binance-spot": "/ws/btcusdt@trade",
     "binance-usdm": "/public/ws/btcusdt@bookTicker",
+    "binance-coinm": "/ws/btcusd_perp@bookTicker",
     "binance-sbe": "/ws/btcusdt@trade",
 }
 BYBIT_TOPIC = {

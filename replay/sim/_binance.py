@@ -13,11 +13,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
-from replay.sim._binance_market import Parsed, parse_stream
-from replay.sim._conn import Conn, VenueRuntime
+from replay.sim._binance_streams import FLAVORS, Parsed, parse_stream
+from replay.sim._runtime import Conn
+from replay.sim._types import MarketSource, VenueConfig
 
 METHODS = "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`"
-_ID_STR = re.compile(r"[A-Za-z0-9]{1,36}")
+# the docs say "alphanumeric, at most 36"; the official SDKs' UUIDs (with hyphens) work too
+MAX_ID_CHARS = 36
 _METHOD_VALUE = re.compile(r'"method"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 DEFAULTS = {
@@ -25,6 +27,8 @@ DEFAULTS = {
     "binance-spot": (20.0, 60.0, 5, 1024, 300),
     "binance-sbe": (20.0, 60.0, 5, 1024, 300),
     "binance-usdm": (180.0, 600.0, 10, 1024, 0),
+    # COIN-M: not in the reference; USDⓈ-M's limits (same futures stream servers)
+    "binance-coinm": (180.0, 600.0, 10, 1024, 0),
 }
 
 
@@ -35,17 +39,20 @@ def _err(code: int, msg: str, req_id: Any = None, with_id: bool = True) -> bytes
 
 
 class BinanceHandler:
-    """Handler for ``binance-spot``, ``binance-usdm`` and ``binance-sbe``."""
+    """Handler for ``binance-spot``, ``binance-usdm``, ``binance-coinm`` and ``binance-sbe``.
+
+    COIN-M speaks the USDⓈ-M protocol (routes, ids, invalid JSON closes, limits)."""
 
     server_pings = True
 
-    def __init__(self, rt: VenueRuntime) -> None:
-        self.rt = rt
-        self.flavor = {"binance-spot": "spot", "binance-usdm": "usdm", "binance-sbe": "sbe"}[
-            rt.name
-        ]
-        ping, pong, rate, streams, attempts = DEFAULTS[rt.name]
-        cfg = rt.cfg
+    def __init__(self, name: str, cfg: VenueConfig, source: MarketSource) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.flavor = FLAVORS[name]
+        self.futures = self.flavor in ("usdm", "coinm")
+        # COIN-M without the route split: every stream delivers on every path
+        self.routed = self.flavor == "usdm" or (self.flavor == "coinm" and cfg.coinm_route_split)
+        ping, pong, rate, streams, attempts = DEFAULTS[name]
         self.ping_interval = cfg.ping_interval if cfg.ping_interval is not None else ping
         self.pong_timeout = cfg.pong_timeout if cfg.pong_timeout is not None else pong
         self.msg_rate = cfg.msg_rate_limit if cfg.msg_rate_limit is not None else rate
@@ -56,7 +63,7 @@ class BinanceHandler:
         self.max_age: float | None = (
             cfg.max_connection_age if cfg.max_connection_age is not None else 86_400.0
         )
-        self._symbols: Collection[str] = {s.symbol for s in rt.source.instruments()}
+        self._symbols: Collection[str] = {s.symbol for s in source.instruments()}
 
     # -- streams -------------------------------------------------------------------------------
 
@@ -65,9 +72,11 @@ class BinanceHandler:
 
     def delivers(self, conn: Conn, parsed: Parsed) -> bool:
         """USDⓈ-M: a stream on the wrong route (or a /market stream on a legacy URL) is silent."""
-        if self.flavor != "usdm":
+        if not self.routed:
             return True
         route = parsed.usdm_route
+        if parsed.kind == "trade":
+            route = self.cfg.usdm_trade_route
         if conn.route is None:
             return route == "public"
         return conn.route == route
@@ -75,7 +84,7 @@ class BinanceHandler:
     # -- handshake -----------------------------------------------------------------------------
 
     def handshake(self, conn: Conn, target: str, headers: dict[str, str]) -> tuple[int, str] | None:
-        cfg = self.rt.cfg
+        cfg = self.cfg
         if self.flavor == "sbe":
             key = headers.get("x-mbx-apikey")
             if key is None:
@@ -85,7 +94,7 @@ class BinanceHandler:
         parts = urlsplit(target)
         path = unquote(parts.path)
         query = parts.query
-        if self.flavor == "usdm":
+        if self.futures:
             for route in ("public", "market", "private"):
                 prefix = f"/{route}"
                 if path == prefix or path.startswith(prefix + "/"):
@@ -114,14 +123,12 @@ class BinanceHandler:
             return 404, "Not Found"
         if len(streams) > self.max_streams:
             return 400, "Too many streams"
-        parsed = []
         for s in streams:
             p = self.parse(s)
-            if p is None:
-                return 400, "Invalid request: invalid stream"
-            parsed.append((s, p))
-        for s, p in parsed:
-            conn.subscribe(s, self.delivers(conn, p))
+            # an unknown name in the URL does not fail the handshake: the real server opens the
+            # connection and sends nothing for it (ccxt opens `/ws/<n>` and subscribes later)
+            if p is not None:
+                conn.subscribe(s, self.delivers(conn, p))
         return None
 
     # -- control messages ----------------------------------------------------------------------
@@ -133,7 +140,7 @@ class BinanceHandler:
         return None
 
     def on_text(self, conn: Conn, text: str) -> None:
-        usdm = self.flavor == "usdm"
+        usdm = self.futures
         try:
             req = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -145,7 +152,7 @@ class BinanceHandler:
                 )
             )
             if usdm:
-                code, reason = self.rt.cfg.invalid_json_close
+                code, reason = self.cfg.invalid_json_close
                 conn.close(code, reason, "invalid json")
             return
         if not isinstance(req, dict):
@@ -215,17 +222,18 @@ class BinanceHandler:
             conn.send_control(orjson.dumps({"result": conn.combined, "id": req_id}))
 
     def _valid_id(self, req_id: Any) -> bool:
-        if req_id is _MISSING:
+        """Spot: int64, a string of at most 36 chars, or null. USDⓈ-M: an unsigned integer, and
+        (unless ``usdm_strict_ids``) a string of at most 36 chars."""
+        if req_id is _MISSING or isinstance(req_id, bool):
             return False
-        if isinstance(req_id, bool):
-            return False
-        if self.flavor == "usdm":
+        if isinstance(req_id, str):
+            ok = not self.futures or not self.cfg.usdm_strict_ids
+            return ok and 0 < len(req_id) <= MAX_ID_CHARS
+        if self.futures:
             return isinstance(req_id, int) and 0 <= req_id < 2**64
         if req_id is None:
             return True
-        if isinstance(req_id, int):
-            return -(2**63) <= req_id < 2**63
-        return isinstance(req_id, str) and _ID_STR.fullmatch(req_id) is not None
+        return isinstance(req_id, int) and -(2**63) <= req_id < 2**63
 
     def _subscribe(self, conn: Conn, sub: bool, params: list[Any], req_id: Any) -> None:
         names: list[str] = []
@@ -244,7 +252,7 @@ class BinanceHandler:
                 parsed.append((n, pr))
             new = {n for n, _ in parsed if n not in conn.subs}
             if len(conn.subs) + len(new) > self.max_streams:
-                code, msg = self.rt.cfg.too_many_subscriptions
+                code, msg = self.cfg.too_many_subscriptions
                 conn.send_control(_err(code, msg, req_id))
                 return
             for n, pr in parsed:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import trio
 
-from replay.sim._conn import Conn, VenueRuntime
+from replay.sim._runtime import Conn
+from replay.sim._types import MarketSource, VenueConfig
 
 
 class BybitHandler:
@@ -21,10 +23,13 @@ class BybitHandler:
 
     server_pings = False
 
-    def __init__(self, rt: VenueRuntime) -> None:
-        self.rt = rt
-        self.category = rt.name.split("-", 1)[1]
-        cfg = rt.cfg
+    def __init__(
+        self, name: str, cfg: VenueConfig, source: MarketSource, clock: Callable[[], int]
+    ) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.clock = clock
+        self.category = name.split("-", 1)[1]
         self.ping_interval = cfg.ping_interval or 0.0
         self.pong_timeout = cfg.pong_timeout or 0.0
         self.server_pings = cfg.ping_interval is not None
@@ -101,7 +106,7 @@ class BybitHandler:
 
     def _pong(self, conn: Conn, req_id: Any) -> None:
         if self.category == "option":
-            ms = self.rt.clock() // 1_000_000
+            ms = self.clock() // 1_000_000
             self._send(conn, {"args": [str(ms)], "op": "pong"})
         elif self.category == "spot":
             obj: dict[str, Any] = {"success": True, "ret_msg": "pong", "conn_id": conn.conn_id}
@@ -154,8 +159,8 @@ class BybitHandler:
             )  # fmt: skip
 
     def _subscribe(self, conn: Conn, req_id: Any, args: list[str]) -> None:
-        cfg = self.rt.cfg
-        source: Any = self.rt.source
+        cfg = self.cfg
+        source: Any = self.source
         if self.category == "spot" and len(args) > 10:
             self._fail(conn, "subscribe", req_id, "args size >10")
             return
@@ -177,7 +182,7 @@ class BybitHandler:
             conn.arg_chars += len(a)
         ok_list = [a for a in args if a not in bad]
         self._ok(conn, "subscribe", req_id, ok_list, bad)
-        now_ns = self.rt.clock()
+        now_ns = self.clock()
         for a in good:
             for ev in source.on_subscribe(a, now_ns):
                 conn.deliver(ev)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from recorder.venues import sbe as _rec
 
 
-def trades(
+def encode_trades(
     event_us: int,
     transact_us: int,
     pexp: int,
@@ -25,7 +25,7 @@ def trades(
     )
 
 
-def best_bid_ask(
+def encode_best_bid_ask(
     event_us: int, update_id: int, pexp: int, qexp: int, bbo: tuple[int, int, int, int], symbol: str
 ) -> bytes:
     return _rec.encode_best_bid_ask(
@@ -41,7 +41,7 @@ def best_bid_ask(
     )
 
 
-def depth_snapshot(
+def encode_depth_snapshot(
     event_us: int,
     update_id: int,
     pexp: int,
@@ -61,7 +61,7 @@ def depth_snapshot(
     )
 
 
-def depth_diff(
+def encode_depth_diff(
     event_us: int,
     first: int,
     last: int,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -12,42 +14,23 @@ from typing import Any
 import trio
 from wsproto.events import Ping
 
-from replay.sim._binance import BinanceHandler
-from replay.sim._binance_market import BinanceMarket
-from replay.sim._bybit_market import BybitMarket
-from replay.sim._conn import Conn, Counters, VenueRuntime, wall_ns
 from replay.sim._ledger import Ledger
 from replay.sim._rest import serve_rest
+from replay.sim._runtime import Conn, Counters, VenueRuntime, wall_ns
 from replay.sim._types import (
-    BINANCE_VENUES,
-    DEFAULT_SYMBOLS,
     VENUES,
     ConnectionInfo,
     Fault,
     MarketEvent,
-    MarketSource,
     SimConfig,
     SimUrls,
     Statistics,
     VenueUrls,
 )
+from replay.sim._venues import VENUE_TABLE, make_runtime
 from replay.sim._ws import WsConn
 
 log = logging.getLogger(__name__)
-
-
-def _make_source(name: str, cfg: SimConfig) -> MarketSource:
-    if name in cfg.sources:
-        return cfg.sources[name]
-    vcfg = cfg.venue(name)
-    specs = vcfg.symbols if vcfg.symbols is not None else DEFAULT_SYMBOLS[name]
-    rate = vcfg.rate if vcfg.rate is not None else cfg.rate
-    if name in BINANCE_VENUES:
-        return BinanceMarket(
-            name, specs, seed=cfg.seed, rate=rate, levels=cfg.book_levels,
-            cm_fields=vcfg.usdm_cm_fields,
-        )  # fmt: skip
-    return BybitMarket(name, specs, seed=cfg.seed, rate=rate, levels=cfg.book_levels)
 
 
 class Simulator:
@@ -56,7 +39,7 @@ class Simulator:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
         for v in self.config.venues:
-            if v not in VENUES:
+            if v not in VENUES or v not in VENUE_TABLE:
                 raise ValueError(f"unknown venue {v!r}; known: {', '.join(VENUES)}")
         self.clock: Callable[[], int] = self.config.clock or wall_ns
         self.counters = Counters()
@@ -65,19 +48,10 @@ class Simulator:
             if self.config.ledger_path
             else None
         )
-        self.venues: dict[str, VenueRuntime] = {}
-        for name in self.config.venues:
-            rt = VenueRuntime(
-                name, self.config.venue(name), _make_source(name, self.config),
-                self.counters, self.ledger, self.clock,
-            )  # fmt: skip
-            if name in BINANCE_VENUES:
-                rt.handler = BinanceHandler(rt)
-            else:
-                from replay.sim._bybit import BybitHandler
-
-                rt.handler = BybitHandler(rt)
-            self.venues[name] = rt
+        self.venues: dict[str, VenueRuntime] = {
+            name: make_runtime(name, self.config, self.counters, self.ledger, self.clock)
+            for name in self.config.venues
+        }
         self._next_id = 0
         self._nursery: trio.Nursery | None = None
         self._t0 = 0.0
@@ -94,15 +68,16 @@ class Simulator:
                 self._t0 = trio.current_time()
                 urls: dict[str, VenueUrls] = {}
                 for name, rt in self.venues.items():
-                    ws_l = await trio.open_tcp_listeners(rt.cfg.ws_port, host=host)
-                    rest_l = await trio.open_tcp_listeners(rt.cfg.rest_port, host=host)
-                    ws_port = ws_l[0].socket.getsockname()[1]
-                    rest_port = rest_l[0].socket.getsockname()[1]
-                    rt.ws_url = f"ws://{host}:{ws_port}"
-                    rt.rest_url = f"http://{host}:{rest_port}"
+                    tls = rt.cfg.ssl_context or self.config.ssl_context
+                    ws_l, ws_port = await _listeners(rt.cfg.ws_port, host, tls)
+                    rest_l, rest_port = await _listeners(rt.cfg.rest_port, host, tls)
+                    ws_scheme, rest_scheme = ("wss", "https") if tls else ("ws", "http")
+                    rt.ws_url = f"{ws_scheme}://{host}:{ws_port}"
+                    rt.rest_url = f"{rest_scheme}://{host}:{rest_port}"
                     urls[name] = VenueUrls(name, rt.ws_url, rt.rest_url)
                     nursery.start_soon(trio.serve_listeners, partial(self._serve_ws, rt), ws_l)
-                    nursery.start_soon(trio.serve_listeners, partial(serve_rest, rt), rest_l)
+                    app = VENUE_TABLE[name].rest
+                    nursery.start_soon(trio.serve_listeners, partial(serve_rest, rt, app), rest_l)
                     nursery.start_soon(self._pump, rt)
                 for f in self.config.faults:
                     nursery.start_soon(self._scheduled, f)
@@ -188,7 +163,7 @@ class Simulator:
 
     # -- connections -----------------------------------------------------------------------------
 
-    async def _serve_ws(self, rt: VenueRuntime, stream: trio.SocketStream) -> None:
+    async def _serve_ws(self, rt: VenueRuntime, stream: trio.abc.Stream) -> None:
         ws = WsConn(stream)
         try:
             with trio.move_on_after(10):
@@ -223,8 +198,8 @@ class Simulator:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
+            with trio.CancelScope(shield=True), suppress(trio.BrokenResourceError):
+                await stream.aclose()  # a TLS close_notify to a vanished peer may fail
 
     def _refusal(self, rt: VenueRuntime) -> tuple[int, str] | None:
         now = trio.current_time()
@@ -236,11 +211,11 @@ class Simulator:
                 rt.refusals = [x for x in rt.refusals if x[2] != 0]
                 return int(str(r[0])), str(r[1])
         concurrent = rt.cfg.max_concurrent
-        if concurrent is None and rt.name.startswith("bybit-"):
-            concurrent = 1000
+        if concurrent is None:
+            concurrent = VENUE_TABLE[rt.name].max_concurrent
         if concurrent is not None and len(rt.conns) >= concurrent:
             return rt.cfg.conn_limit_status, rt.cfg.conn_limit_body
-        limit = getattr(rt.handler, "conn_attempts", 0)
+        limit = rt.handler.conn_attempts
         if limit:
             window = rt.cfg.conn_attempt_window
             rt.attempts.append(now)
@@ -424,6 +399,20 @@ class Simulator:
     async def _close_later(self, conn: Conn, fault: Fault) -> None:
         await trio.sleep(fault.duration)
         conn.close(fault.code, fault.reason or "Server shutdown", "server shutdown")
+
+
+Listener = trio.SocketListener | trio.SSLListener[trio.SocketStream]
+
+
+async def _listeners(
+    port: int, host: str, tls: ssl.SSLContext | None
+) -> tuple[list[Listener], int]:
+    """Listeners on ``host:port`` (TLS-wrapped if ``tls``) and the port they got."""
+    plain = await trio.open_tcp_listeners(port, host=host)
+    got: int = plain[0].socket.getsockname()[1]
+    if tls is None:
+        return list(plain), got
+    return [trio.SSLListener(x, tls, https_compatible=True) for x in plain], got
 
 
 def _cull(events: list[MarketEvent] | Any) -> list[MarketEvent]:

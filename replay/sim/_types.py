@@ -7,13 +7,17 @@ a documented default so that tests can change them.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args, runtime_checkable
 
+import trio
+
 Venue = Literal[
     "binance-spot",
     "binance-usdm",
+    "binance-coinm",
     "binance-sbe",
     "bybit-spot",
     "bybit-linear",
@@ -23,13 +27,12 @@ Venue = Literal[
 
 VENUES: tuple[Venue, ...] = get_args(Venue)
 
-BINANCE_VENUES = frozenset({"binance-spot", "binance-usdm", "binance-sbe"})
+BINANCE_VENUES = frozenset({"binance-spot", "binance-usdm", "binance-coinm", "binance-sbe"})
 BYBIT_VENUES = frozenset({"bybit-spot", "bybit-linear", "bybit-inverse", "bybit-option"})
 
 
 def trio_clock(epoch_ns: int = 1_767_225_600_000_000_000) -> Callable[[], int]:
     """A payload clock that follows Trio's clock (for MockClock tests): epoch + current_time()."""
-    import trio
 
     def now() -> int:
         return epoch_ns + int(trio.current_time() * 1e9)
@@ -56,6 +59,7 @@ class SymbolSpec:
     lot: int = 1
     wire_price_decimals: int | None = None
     wire_qty_decimals: int | None = None
+    contract_size: int | None = None  # COIN-M: USD per contract (quantities are contracts)
 
     @property
     def wire_pd(self) -> int:
@@ -85,6 +89,11 @@ DEFAULT_SYMBOLS: dict[str, tuple[SymbolSpec, ...]] = {
         SymbolSpec("BTCUSDT", "BTC", "USDT", "65000.0", 1, 3),
         SymbolSpec("ETHUSDT", "ETH", "USDT", "3200.00", 2, 3),
         SymbolSpec("SOLUSDT", "SOL", "USDT", "150.000", 3, 0),
+    ),
+    "binance-coinm": (
+        SymbolSpec("BTCUSD_PERP", "BTC", "USD", "65000.0", 1, 0, contract_size=100),
+        SymbolSpec("ETHUSD_PERP", "ETH", "USD", "3200.00", 2, 0, contract_size=10),
+        SymbolSpec("BTCUSD_251226", "BTC", "USD", "66000.0", 1, 0, contract_size=100),
     ),
     "bybit-spot": (
         SymbolSpec("BTCUSDT", "BTC", "USDT", "65000.00", 2, 6),
@@ -185,6 +194,20 @@ class VenueConfig:
     sbe_bad_key: tuple[int, str] = (401, "Invalid API-key")  # (U)
     sbe_culling: bool = True  # bestBidAsk keeps only the newest per symbol and tick
     usdm_cm_fields: bool = False  # add connector-era `st`/`ps` fields
+    # USDⓈ-M `<symbol>@trade` is undocumented; like aggTrade it is "regular market data", so it
+    # is served on /market by default (U)
+    usdm_trade_route: Literal["public", "market"] = "market"
+    # USDⓈ-M documents `id` as an unsigned integer, but Binance's SDKs send UUID strings; the
+    # real server's answer to string ids is (U): accepted (≤ 36 chars) unless this is True
+    usdm_strict_ids: bool = False
+    # COIN-M (dstream): whether the 2026 /public|/market route split applies is (U); off: every
+    # stream is served on every path, on: routed exactly like USDⓈ-M
+    coinm_route_split: bool = False
+    # COIN-M markPrice: funding rate `r` / next funding `T` (delivery contracts: "" / 0) (U)
+    coinm_funding_fields: bool = True
+    # server-side TLS for this venue's WebSocket and REST ports (wss:// and https:// URLs);
+    # None: SimConfig.ssl_context
+    ssl_context: ssl.SSLContext | None = None
     rest_weight_limit: int | None = None  # per minute (None: 6000 spot / 2400 usdm)
     rest_ban_seconds: float = 120.0
     bybit_rest_limit: int = 600  # requests per bybit_rest_window
@@ -208,6 +231,7 @@ class SimConfig:
     ledger_flush_interval: float = 1.0
     clock: Callable[[], int] | None = None  # wall clock in ns for payload timestamps
     sources: dict[str, MarketSource] = field(default_factory=dict)  # replace the synthetic market
+    ssl_context: ssl.SSLContext | None = None  # server-side TLS for every venue (None: plain)
 
     def venue(self, name: str) -> VenueConfig:
         return self.venue_config.get(name, VenueConfig())

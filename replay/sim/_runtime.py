@@ -1,8 +1,12 @@
-"""Per-connection and per-venue runtime state shared by the server and the venue handlers."""
+"""Runtime state shared by the server, the venue handlers and REST: connections and venues.
+
+Nothing here knows the :class:`~replay.sim._server.Simulator`; a venue's handler, source,
+counters, ledger and payload clock are handed to :class:`VenueRuntime` when it is built, so the
+handlers and the REST endpoints only ever see the venue they serve.
+"""
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +29,7 @@ class Handler(Protocol):
     max_age: float | None
     msg_rate: int
     max_streams: int
+    conn_attempts: int  # per VenueConfig.conn_attempt_window; 0 = unlimited
 
     def handshake(self, conn: Conn, target: str, headers: dict[str, str]) -> tuple[int, str] | None:
         """Parse the upgrade request; (status, body) to refuse it."""
@@ -220,6 +225,7 @@ class VenueRuntime:
         name: str,
         cfg: VenueConfig,
         source: MarketSource,
+        handler: Handler,
         counters: Counters,
         ledger: Ledger | None,
         clock: Callable[[], int],
@@ -227,6 +233,7 @@ class VenueRuntime:
         self.name = name
         self.cfg = cfg
         self.source = source
+        self.handler = handler
         self.counters = counters
         self.ledger = ledger
         self.clock = clock
@@ -236,7 +243,6 @@ class VenueRuntime:
         self.refusals: list[list[object]] = []  # [status, body, remaining]
         self.stale: list[float] = []  # pending stale REST snapshots (age in s)
         self.snap_history: deque[tuple[float, dict[str, object]]] = deque()
-        self.handler: Handler = None  # type: ignore[assignment]  # set by the simulator
         self.rest_weight: dict[int, int] = {}
         self.rest_banned_until = 0.0
         self.rest_429_until = 0.0
@@ -248,6 +254,3 @@ class VenueRuntime:
 
 def wall_ns() -> int:
     return time.time_ns()
-
-
-INF = math.inf
