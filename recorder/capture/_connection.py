@@ -196,12 +196,15 @@ class ShardRunner:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run forever (until cancelled). Started means: the first session is subscribed or
         has failed at least once (so a bad endpoint does not block the job's start-up)."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            first_done = trio.Event()
-            nursery.start_soon(self._lifecycle, None, first_done)
-            await first_done.wait()
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                first_done = trio.Event()
+                nursery.start_soon(self._lifecycle, None, first_done)
+                await first_done.wait()
+                task_status.started()
+        finally:
+            self._close_open_gap()
 
     def add_streams(self, streams: Sequence[str]) -> None:
         """Record more streams on this shard (subscribed now if a session is live)."""
@@ -307,6 +310,14 @@ class ShardRunner:
                     if isinstance(exc, RemoteProtocolError)
                     else "timed out"
                 )
+            except BaseException as exc:
+                if s.client is not None:  # stopped (or a bug): it ended like any other session
+                    stop = trio.current_effective_deadline() == float("-inf")
+                    why = "stopped" if stop else f"error: {type(exc).__name__}"
+                    self._event(
+                        s.conn, s.seq + 1, SessionEvent.DISCONNECTED, reason=why, planned=stop
+                    )
+                raise
             else:
                 # Retired after a successful handover: the successor carries on, no gap.
                 self._event(
@@ -437,6 +448,17 @@ class ShardRunner:
             )
             self._event(s.conn, 0, SessionEvent.RECONNECTED, streams=accepted)
             self._gap_since_ns = None
+
+    def _close_open_gap(self) -> None:
+        """Stopped while down: the gap ends now (no reader may take the streams for quiet)."""
+        if self._gap_since_ns is not None:
+            self._gaps += 1
+            reason = f"{self._gap_reason or 'disconnected'} (still down when stopped)"
+            streams = [x for x in self.streams if x not in self._refused]
+            conn = f"{self.shard_id}#{self._gen}@{self.run_token}"
+            since, self._gap_since_ns = self._gap_since_ns, None
+            self._event(conn, 0, SessionEvent.GAP, reason=reason, streams=streams,
+                        gap_start_ns=since, gap_end_ns=self.clock_ns())  # fmt: skip
 
     async def _pinger(self, s: _Session, every: float) -> None:
         assert s.client is not None and s.limiter is not None
