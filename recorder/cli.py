@@ -100,7 +100,8 @@ class _StopSignals:
             # The import-time handler of the ``ticktape`` process says "while starting":
             # past this point the process is only exiting.
             starting = getattr(prev, "ticktape_startup", False)
-            signal.signal(sig, signal.SIG_IGN if starting or prev is None else prev)
+            default = signal.SIG_DFL if prev is None else prev  # None: set outside Python
+            signal.signal(sig, signal.SIG_IGN if starting else default)
         self._previous.clear()
 
     def _handle(self, signum: int, frame: object) -> None:

@@ -17,7 +17,7 @@ def _stop_while_starting(signum: int, frame: object) -> None:
     """Ctrl-C or SIGTERM while the ``ticktape`` command is still importing: one line and the
     conventional status, not a KeyboardInterrupt traceback from deep inside an import."""
     name = _signal.Signals(signum).name
-    _os.write(2, f"ticktape: stopped by {name} while starting (nothing recorded)\n".encode())
+    _os.write(2, f"ticktape: stopped by {name} while starting\n".encode())
     _os._exit(128 + signum)
 
 
