@@ -173,9 +173,10 @@ def replay_cmd(
         else:
 
             async def paced() -> None:
-                async for m in reader.aiter(speed=speed):
-                    write_ndjson([m], out)
-                    out.flush()
+                async with reader.stream(speed=speed) as messages:
+                    async for m in messages:
+                        write_ndjson([m], out)
+                        out.flush()
 
             trio.run(paced)
     except BrokenPipeError:  # `ticktape replay ... | head` is normal use

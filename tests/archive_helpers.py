@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import orjson
+import pyarrow as pa
+import pyarrow.fs as pafs
+import trio
 
 from recorder import HOUR_NS, Message
+from recorder.archive import ArchiveRoot
 from recorder.venues._channels import session_payload
 from recorder.venues.sbe import encode_trades
 
@@ -147,3 +154,101 @@ def mixed_messages(n: int, start_ns: int = T0, step_ns: int = 1_000_000_000) -> 
         if i % 10 == 0:
             out.append(session_event(i, t + 5))
     return out
+
+
+class _SlowFile:
+    """A file whose every read first sleeps (a slow disk or object store)."""
+
+    def __init__(self, inner: pa.NativeFile, delay: float, owner: SlowFiles) -> None:
+        self._inner, self._delay, self._owner = inner, delay, owner
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        time.sleep(self._delay)
+        data: bytes = self._inner.read() if n is None or n < 0 else self._inner.read(n)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self._inner.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self._inner.tell())
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._owner.open_files -= 1
+            self._inner.close()
+
+
+class SlowFiles(pafs.FileSystemHandler):  # type: ignore[misc]  # pyarrow has no stubs
+    """The local filesystem, read-only, with ``delay`` seconds of sleep on every read."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.local = pafs.LocalFileSystem()
+        self.opened = 0
+        self.open_files = 0
+
+    def get_type_name(self) -> str:
+        return "slow"
+
+    def normalize_path(self, path: str) -> str:
+        return path
+
+    def equals(self, other: Any) -> bool:
+        return other is self
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        return list(self.local.get_file_info(paths))
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        return list(self.local.get_file_info(selector))
+
+    def open_input_file(self, path: str) -> pa.NativeFile:
+        inner = self.local.open_input_file(path)
+        self.opened += 1
+        self.open_files += 1
+        return pa.PythonFile(_SlowFile(inner, self.delay, self), mode="r")
+
+    def open_input_stream(self, path: str) -> pa.NativeFile:
+        return self.open_input_file(path)
+
+    def _read_only(self, *args: Any) -> Any:
+        raise OSError("read-only test filesystem")
+
+    create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = _read_only
+    delete_file = move = copy_file = open_output_stream = open_append_stream = _read_only
+
+
+def slow_root(path: str, storage: SlowFiles) -> ArchiveRoot:
+    """The archive at ``path``, read through ``storage``."""
+    return ArchiveRoot(pafs.PyFileSystem(storage), path, "slow", object_store=False)
+
+
+async def max_tick_gap(
+    tick: float,
+    until: trio.Event,
+    worst: list[float],
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Tick every ``tick`` seconds until ``until`` is set (start it with ``nursery.start``:
+    it is ticking once started); append the longest time between ticks to ``worst`` (the
+    event loop's worst stall, the last tick after ``until`` included)."""
+    longest = 0.0
+    last = trio.current_time()
+    task_status.started()
+    while True:
+        await trio.sleep(tick)
+        now = trio.current_time()
+        longest, last = max(longest, now - last), now
+        if until.is_set():
+            break
+    worst.append(longest)

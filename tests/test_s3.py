@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 import pytest
+import trio
 
 pytest.importorskip("moto.server")
 import boto3
@@ -442,7 +443,9 @@ def test_failed_part_upload_never_completes_a_partial_object(
     assert failed[0] not in keys(s3, bucket)
 
 
-def test_replay_scan_and_serve_source_work_on_s3(s3: Any, bucket: str, moto_endpoint: str) -> None:
+async def test_replay_scan_and_serve_source_work_on_s3(
+    s3: Any, bucket: str, moto_endpoint: str
+) -> None:
     from replay import scan_trades
     from replay.serve._serve import ArchiveSource
 
@@ -462,8 +465,15 @@ def test_replay_scan_and_serve_source_work_on_s3(s3: Any, bucket: str, moto_endp
     assert trades.height == 120 and set(trades["symbol"]) == {"BTCUSDT", "ETHUSDT"}
     # The serve command's source reads the same archive in recorded order.
     source = ArchiveSource(root, "binance-spot", speed=1e6)
-    first = source.advance(0, {"btcusdt@trade"})  # the replay clock starts at the first call
-    events = [*first, *source.advance(10**12, {"btcusdt@trade"})]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(source.run)  # reads ahead, off the event loop
+        first = source.advance(0, {"btcusdt@trade"})  # the replay clock starts at the first call
+        events = [*first]
+        with trio.fail_after(30):
+            while not source.finished.is_set():
+                events += source.advance(10**12, {"btcusdt@trade"})
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
     assert len(first) == 1 and len(events) == 60
     assert all(e.stream == "btcusdt@trade" for e in events)
     assert events[0].payload.startswith(b'{"e":"trade"')  # unwrapped for per-connection wrapping

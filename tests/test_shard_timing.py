@@ -140,7 +140,9 @@ async def test_reconnect_backoff_is_capped_exponential(clock: trio.testing.MockC
         n.cancel_scope.cancel()
     # Delays 0.5, 1, 2, 4, 4, 4 (capped) between attempts; the 7th attempt succeeds.
     assert ex.connects == [0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5]
-    assert [e["attempt"] for e in sink.events("disconnected")] == [0, 1, 2, 3, 4, 5]
+    failed = [e for e in sink.events("disconnected") if e["reason"] != "stopped"]
+    assert [e["attempt"] for e in failed] == [0, 1, 2, 3, 4, 5]
+    assert sink.events("disconnected")[-1]["time_ns"] == 100_000_000_000  # the stop
     assert len(sink.events("subscribed")) == 1
 
 
@@ -202,8 +204,10 @@ async def test_rollover_opens_the_new_connection_first_and_closes_the_old_after_
     assert ex.connects == [0.0, 90.0]
     (roll,) = sink.events("rollover")
     assert roll["time_ns"] == 90_000_000_000
-    retired = [e for e in sink.events("disconnected") if e.get("planned")]
+    retired = [e for e in sink.events("disconnected") if e["reason"] == "rollover complete"]
     assert [e["time_ns"] for e in retired] == [92_000_000_000]  # subscribed at 90 + overlap 2
+    (stopped,) = [e for e in sink.events("disconnected") if e["reason"] == "stopped"]
+    assert stopped["time_ns"] == 96_000_000_000 and stopped["planned"] is True
     assert not sink.events("gap")
     trades = [m for m in sink.msgs if m.channel == "trade"]
     assert len(trades) == 1

@@ -4,8 +4,8 @@
 - ``_storage.py``: local and object-store roots, secrets kept out of text;
 - ``_schema.py``: the explicit schemas and file metadata;
 - ``_buffer.py``: per-partition buffers, staged rows and their encoding;
-- ``_writer.py``: part files, compaction and recovery (:class:`ArchiveWriter`);
-- ``_reader.py``: the one reader: partitions, their files, rows and messages;
+- ``_writer.py``: part files (:class:`ArchiveWriter`); ``_compaction.py``: compaction, recovery;
+- ``_reader.py``: the one reader: a selection's partitions and files, the time filter, rows;
 - ``_columnar.py`` / ``_render.py``: payloads to typed columns and back, a batch at a time;
 - ``_writerproc.py``: the writer in a process of its own;
 - ``_inspect.py``: ``ticktape ls`` and ``ticktape verify``;
@@ -22,10 +22,18 @@ from recorder.archive._inspect import (
 )
 from recorder.archive._layout import PartitionKey, encode_value
 from recorder.archive._reader import (
+    ArchiveListing,
+    FileBatches,
     PartitionFiles,
+    Selection,
+    dictionary_schema,
     list_partitions,
-    read_partition,
-    table_to_messages,
+    overlaps,
+    read_schema,
+    read_table,
+    recv_ns,
+    select,
+    time_mask,
 )
 from recorder.archive._render import payloads, typed_rows
 from recorder.archive._schema import (
@@ -44,26 +52,34 @@ __all__ = [
     "FORMAT_VERSION",
     "META_PREFIX",
     "RAW_FIELD",
+    "ArchiveListing",
     "ArchiveRoot",
     "ArchiveWriter",
+    "FileBatches",
     "PartitionFiles",
     "PartitionKey",
     "PartitionSummary",
     "Rows",
+    "Selection",
     "VerifyReport",
     "WriterStatistics",
     "archive_schema",
     "as_unparsed",
+    "dictionary_schema",
     "encode_value",
     "group_summary",
     "list_partitions",
     "open_archive_root",
+    "overlaps",
     "payloads",
-    "read_partition",
+    "read_schema",
+    "read_table",
     "recorder_version",
+    "recv_ns",
     "redact",
+    "select",
     "summarize",
-    "table_to_messages",
+    "time_mask",
     "typed_rows",
     "verify",
 ]

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recorder.core._codec import ChannelCodec
-from recorder.venues._channels import NO_ENVELOPE, JsonChannel
+from recorder.venues._channels import NO_ENVELOPE, JsonChannel, TextWrapper
 from recorder.venues._jsonspec import (
     LEVEL_TYPE,
     Bool,
@@ -53,8 +53,6 @@ _CANONICAL: Final = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
 _MAX_SIGNIFICANT: Final = 15  # DBL_DIG: decimal -> float64 -> decimal is exact up to here
 _MAX_DP: Final = 100  # fraction digits are stored as int8
 _CHUNK: Final = 8192  # rows encoded at once
-_WRAP_PREFIX: Final = '{"stream":"'
-_WRAP_INFIX: Final = '","data":'
 
 Mask = npt.NDArray[np.bool_]
 
@@ -205,9 +203,9 @@ _EMPTY: Final[dict[str, Any]] = {}
 class ColumnarEncoder:
     """Encodes batches of one plain-object JSON channel; build it with :func:`encoder_for`."""
 
-    def __init__(self, obj: Obj, wrapped: bool) -> None:
+    def __init__(self, obj: Obj, wrapper: TextWrapper | None) -> None:
         self._keys = obj.keys
-        self._wrapped = wrapped
+        self._wrapper = wrapper
 
     def encode(self, payloads: Sequence[bytes], streams: Sequence[str]) -> EncodedBatch:
         """Typed columns of ``payloads`` (frames as received, with ``streams`` their stream
@@ -240,11 +238,12 @@ class ColumnarEncoder:
     def _encode(self, payloads: Sequence[bytes], streams: Sequence[str]) -> EncodedBatch:
         n = len(payloads)
         raw = binary_array(payloads)
-        if self._wrapped:
-            wrapped = _ok(pc.starts_with(raw, _WRAP_PREFIX))
+        wrapper = self._wrapper
+        if wrapper is not None:
+            wrapped = _ok(pc.starts_with(raw, wrapper.prefix))
         else:
             wrapped = np.zeros(n, dtype=np.bool_)
-        inner = _objects(payloads, wrapped)
+        inner = _objects(payloads, wrapped, wrapper.data_key if wrapper is not None else "")
         parts: list[Any] = []
         columns: list[pa.Array] = []
         ok = np.ones(n, dtype=np.bool_)
@@ -284,12 +283,16 @@ class ColumnarEncoder:
                 ok &= piece.ok
         parts.append(literal + "}")
         text = pc.binary_join_element_wise(*parts, "")
-        if self._wrapped:
+        if wrapper is not None:
             stream = pa.array(streams, pa.string())
-            outer = pc.binary_join_element_wise(_WRAP_PREFIX, stream, _WRAP_INFIX, text, "}", "")
+            outer = pc.binary_join_element_wise(
+                wrapper.prefix, stream, wrapper.infix, text, wrapper.suffix, ""
+            )
             text = pc.if_else(pa.array(wrapped), outer, text)
+            envelope = pa.array(wrapped.astype(np.int8) * np.int8(wrapper.envelope))
+        else:
+            envelope = pa.array(np.zeros(n, np.int8))
         ok &= _ok(pc.equal(text.cast(pa.binary()), raw))
-        envelope = pa.array(wrapped.astype(np.int8))
         return EncodedBatch(columns, envelope, ok)
 
 
@@ -307,7 +310,7 @@ def binary_array(values: Sequence[bytes]) -> pa.Array:
     )
 
 
-def _objects(payloads: Sequence[bytes], wrapped: Mask) -> list[Any]:
+def _objects(payloads: Sequence[bytes], wrapped: Mask, data_key: str) -> list[Any]:
     """The parsed payload objects (inside the wrapper where there is one); rows that do not
     parse, or are not objects, become an empty dict (so every key lookup finds nothing)."""
     loads = orjson.loads
@@ -317,12 +320,12 @@ def _objects(payloads: Sequence[bytes], wrapped: Mask) -> list[Any]:
         values = [_loads_or_none(p) for p in payloads]
     if wrapped.all():
         try:
-            values = [v["data"] for v in values]
+            values = [v[data_key] for v in values]
         except (KeyError, TypeError):
-            values = [v.get("data") if type(v) is dict else None for v in values]
+            values = [v.get(data_key) if type(v) is dict else None for v in values]
     elif wrapped.any():
         values = [
-            (v.get("data") if type(v) is dict else None) if w else v
+            (v.get(data_key) if type(v) is dict else None) if w else v
             for v, w in zip(values, wrapped.tolist(), strict=True)
         ]
     return [v if type(v) is dict else _EMPTY for v in values]
@@ -356,10 +359,8 @@ def encoder_for(codec: ChannelCodec) -> ColumnarEncoder | None:
         return None
     if any(k.optional and type(k.node) is Const for k in root.keys):
         return None
-    from recorder.venues.binance import CombinedEnvelope
-
-    if isinstance(codec.envelope, CombinedEnvelope):
-        return ColumnarEncoder(root, wrapped=True)
+    if codec.envelope.wrapper is not None:
+        return ColumnarEncoder(root, codec.envelope.wrapper)
     if codec.envelope is NO_ENVELOPE:
-        return ColumnarEncoder(root, wrapped=False)
+        return ColumnarEncoder(root, None)
     return None

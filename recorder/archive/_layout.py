@@ -90,11 +90,6 @@ class PartitionKey:
         return self.hour_start_ns + HOUR_NS
 
 
-def hour_bucket(ns: int) -> int:
-    """Index of the UTC hour containing ``ns`` (hours since the epoch)."""
-    return ns // HOUR_NS
-
-
 def date_hour(ns: int) -> tuple[str, int]:
     """UTC ``(YYYY-MM-DD, hour)`` of an epoch-nanosecond time."""
     import datetime as _dt

@@ -3,7 +3,8 @@
 The per-row path (:meth:`recorder.venues._channels.ChannelCodec.render` on a dict of fields) costs
 several microseconds per message in Python, far more than reading the row. For channels whose
 payload spec is a plain :class:`~recorder.venues._jsonspec.Obj` of simple nodes, wrapped in no
-envelope or in Binance's combined-stream wrapper, :func:`fast_payloads` builds the whole
+envelope or in a :class:`~recorder.venues._channels.TextWrapper` (Binance's combined-stream
+wrapper), :func:`fast_payloads` builds the whole
 payload column with numpy and Arrow string kernels instead:
 
 * integers and times are cast to text; strings that need no JSON escaping are quoted;
@@ -39,7 +40,7 @@ import pyarrow.compute as pc
 
 from recorder.archive._schema import unit_cast_schema
 from recorder.core._codec import ChannelCodec
-from recorder.venues._channels import JsonChannel, NoEnvelope
+from recorder.venues._channels import NOT_WRAPPED, JsonChannel, NoEnvelope, TextWrapper
 from recorder.venues._jsonspec import (
     DP_EMPTY,
     DP_NULL,
@@ -57,7 +58,7 @@ from recorder.venues._jsonspec import (
     Time,
     _json_str,
 )
-from recorder.venues.binance import ENVELOPE_COMBINED, ENVELOPE_NONE, CombinedEnvelope, Reordered
+from recorder.venues._reordered import Reordered
 
 __all__ = ["fast_payloads", "payloads", "typed_rows"]
 
@@ -294,7 +295,7 @@ _SUPPORTED: Final = (Const, Int, Time, Str, Bool, Json, Dec, Levels)
 class _Plan:
     orders: tuple[tuple[Key, ...], ...]  # the key orders, chosen by ``layout`` if several
     layout: str | None
-    wrapped: bool
+    wrapper: TextWrapper | None
 
 
 _PLANS: dict[int, tuple[ChannelCodec, _Plan | None]] = {}
@@ -329,13 +330,10 @@ def _make_plan(codec: ChannelCodec) -> _Plan | None:
             return None
         if not all(type(k.node) in _SUPPORTED for k in keys):
             return None
-    if type(codec.envelope) is NoEnvelope:
-        wrapped = False
-    elif type(codec.envelope) is CombinedEnvelope:
-        wrapped = True
-    else:
-        return None
-    return _Plan(orders, layout, wrapped)
+    wrapper = codec.envelope.wrapper
+    if wrapper is None and type(codec.envelope) is not NoEnvelope:
+        return None  # an envelope only its codec can join
+    return _Plan(orders, layout, wrapper)
 
 
 def _column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:
@@ -408,14 +406,14 @@ def fast_payloads(
                 start += size
                 continue
         keys = plan.orders[order]
-        texts.append(_assemble(plan.wrapped, keys, values, env, stream, start, size))
+        texts.append(_assemble(plan.wrapper, keys, values, env, stream, start, size))
         start += size
     text = texts[0] if len(texts) == 1 else pa.concat_arrays(texts)
     return text.view(pa.binary())
 
 
 def _assemble(
-    wrap: bool,
+    wrapper: TextWrapper | None,
     keys: tuple[Key, ...],
     values: dict[str, tuple[_Value | pa.Array, pa.Array | bool]],
     env: pa.Array,
@@ -449,12 +447,13 @@ def _assemble(
 
     env = env.slice(start, n)
     envelope = _constant(env)
-    wrapped = wrap and envelope == ENVELOPE_COMBINED
-    if wrapped:
+    # A run of rows all in the wrapper gets it as literal text around the payload.
+    outside = wrapper if wrapper is not None and envelope == wrapper.envelope else None
+    if outside is not None:
         names = stream.slice(start, n)
         name = _constant(names)
-        # The stream name goes in as-is, as CombinedEnvelope.join does.
-        add('{"stream":"', _plain(names) if name is None else name, '","data":')
+        # The stream name goes in as-is, as the envelope's join does.
+        add(outside.prefix, _plain(names) if name is None else name, outside.infix)
     add("{")
     for i, key in enumerate(keys):
         if key.json not in values:  # absent from every row
@@ -467,16 +466,17 @@ def _assemble(
         else:
             assert not isinstance(present, bool)
             add(pc.if_else(present.slice(start, n), _join(head, part.joined()), _EMPTY))
-    add("}}" if wrapped else "}")
+    add("}" + outside.suffix if outside is not None else "}")
     if not any(isinstance(p, pa.Array) for p in pieces):
         text = pa.array(["".join(p for p in pieces if isinstance(p, str))] * n, pa.string())
     else:
         text = _join(*pieces)
-    if not wrapped and envelope != ENVELOPE_NONE:
-        text = pc.if_else(pc.equal(env, ENVELOPE_NONE), text, _NULL_STR)
-        if wrap:
-            outer = _join('{"stream":"', _plain(stream.slice(start, n)), '","data":', text, "}")
-            text = pc.if_else(pc.equal(env, ENVELOPE_COMBINED), outer, text)
+    if outside is None and envelope != NOT_WRAPPED:  # mixed, or another envelope
+        text = pc.if_else(pc.equal(env, NOT_WRAPPED), text, _NULL_STR)
+        if wrapper is not None:
+            names = _plain(stream.slice(start, n))
+            outer = _join(wrapper.prefix, names, wrapper.infix, text, wrapper.suffix)
+            text = pc.if_else(pc.equal(env, wrapper.envelope), outer, text)
     return text
 
 

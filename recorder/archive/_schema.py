@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
+import orjson
 import pyarrow as pa
 
 from recorder.core._codec import ChannelCodec
@@ -70,7 +71,27 @@ def unit_cast_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, conv(f.type), f.nullable) for f in schema])
 
 
+ARCHIVE_ORDER: Final = [("recv_time", "ascending"), ("conn", "ascending"), ("seq", "ascending")]
+"""The order of the rows of every file (``sort_by`` keys)."""
+
+
+def listed_parts(schema: pa.Schema) -> list[str]:
+    """The part files a compacted file absorbed (from its metadata); [] for a part file."""
+    meta = schema.metadata or {}
+    raw = meta.get((META_PREFIX + "parts").encode())
+    if not raw:
+        return []
+    parts = orjson.loads(raw)
+    return [str(p) for p in parts]
+
+
+def parts_metadata(parts: list[str]) -> dict[str, str]:
+    """The metadata entry of a compacted file that lists the ``parts`` it absorbed."""
+    return {META_PREFIX + "parts": orjson.dumps(parts).decode()}
+
+
 __all__ = [
+    "ARCHIVE_ORDER",
     "COMMON_FIELDS",
     "COMMON_NAMES",
     "FORMAT_VERSION",
@@ -78,6 +99,8 @@ __all__ = [
     "RAW_FIELD",
     "TMP_DIR",
     "archive_schema",
+    "listed_parts",
+    "parts_metadata",
     "recorder_version",
     "unit_cast_schema",
 ]

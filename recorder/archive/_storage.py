@@ -102,9 +102,6 @@ class ArchiveRoot:
     def local(self) -> bool:
         return isinstance(self.fs, pafs.LocalFileSystem)
 
-    def redact(self, text: str) -> str:
-        return redact(text)
-
 
 def open_archive_root(
     root: str, storage_options: Mapping[str, object] | None = None

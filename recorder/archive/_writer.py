@@ -36,9 +36,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import orjson
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from recorder.archive._buffer import (
@@ -53,16 +51,9 @@ from recorder.archive._buffer import (
     _Staged,
     as_unparsed,
 )
-from recorder.archive._layout import PartitionKey, encode_value, parse_relpath
-from recorder.archive._reader import (
-    _listed_parts,
-    _read_file,
-)
-from recorder.archive._schema import (
-    META_PREFIX,
-    TMP_DIR,
-    archive_schema,
-)
+from recorder.archive._compaction import clear_tmp, data_name, left_parts, merge_partition
+from recorder.archive._layout import PartitionKey, encode_value
+from recorder.archive._schema import META_PREFIX, TMP_DIR, archive_schema, parts_metadata
 from recorder.archive._storage import ArchiveRoot, open_archive_root, redact
 from recorder.core._codec import ChannelCodec, codec_for
 from recorder.core._message import UNPARSED_CHANNEL, Message
@@ -90,7 +81,7 @@ class ArchiveWriter(BufferedWriter):
     ) -> None:
         self.root: ArchiveRoot = open_archive_root(root, storage_options)
         self.fs, self.base = self.root.fs, self.root.base
-        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.local = self.root.local
         self.object_store = self.root.object_store
         self.writer_id = encode_value(writer_id)
         self.session = f"{time.time_ns():x}"
@@ -366,73 +357,30 @@ class ArchiveWriter(BufferedWriter):
 
     def compact(self, key: PartitionKey) -> None:
         """Merge this writer's parts (and earlier merged file) of ``key`` into one file."""
+        _, schema = self._schema(key.venue, key.channel)
         dir_ = posixpath.join(self.base, key.relpath())
-        data_name = f"data-{self.writer_id}.parquet"
-        data_path = posixpath.join(dir_, data_name)
-        parts = self._list_own_parts(dir_)
-        absorbed: list[str] = []
-        tables: list[pa.Table] = []
-        if self.fs.get_file_info(data_path).type == pafs.FileType.File:
-            old = _read_file(self.fs, data_path)
-            listed = _listed_parts(old.schema)
-            absorbed.extend(listed)
-            stale = [p for p in parts if p in listed]
-            for p in stale:  # already inside the merged file (crash after rename)
-                self.fs.delete_file(posixpath.join(dir_, p))
-            parts = [p for p in parts if p not in listed]
-            tables.append(old)
-        if not parts:
+        merge = merge_partition(self.fs, dir_, self.writer_id, schema)
+        if merge is None:
             self._parts.pop(key, None)
             return
-        for p in parts:
-            tables.append(_read_file(self.fs, posixpath.join(dir_, p)))
-        _, schema = self._schema(key.venue, key.channel)
-        merged = pa.concat_tables([t.cast(schema) for t in tables]).sort_by(
-            [("recv_time", "ascending"), ("conn", "ascending"), ("seq", "ascending")]
-        )
-        absorbed.extend(parts)
-        merged = merged.replace_schema_metadata(schema.metadata)
         self._bytes += self._atomic_write(
-            key, data_name, merged, {META_PREFIX + "parts": orjson.dumps(absorbed).decode()}
+            key, data_name(self.writer_id), merge.table, parts_metadata(merge.absorbed)
         )
         self._files += 1
-        for p in parts:
+        for p in merge.parts:
             self.fs.delete_file(posixpath.join(dir_, p))
         self._parts.pop(key, None)
         self._compactions += 1
-
-    def _list_own_parts(self, dir_: str) -> list[str]:
-        prefix = f"part-{self.writer_id}-"
-        sel = pafs.FileSelector(dir_, allow_not_found=True)
-        return sorted(
-            posixpath.basename(i.path)
-            for i in self.fs.get_file_info(sel)
-            if i.type == pafs.FileType.File
-            and posixpath.basename(i.path).startswith(prefix)
-            and i.path.endswith(".parquet")
-        )
 
     def recover(self, now_ns: int, grace_ns: int) -> int:
         """Clean up after a crash: drop temp files, adopt this writer's parts, compact closed hours.
 
         Returns the number of partitions compacted.
         """
-        tmp = self._tmp_dir()
-        for info in self.fs.get_file_info(pafs.FileSelector(tmp, allow_not_found=True)):
-            if info.type == pafs.FileType.File:
-                self.fs.delete_file(info.path)
-        prefix = f"part-{self.writer_id}-"
-        sel = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
-        for info in self.fs.get_file_info(sel):
-            if info.type != pafs.FileType.File:
-                continue
-            base = posixpath.basename(info.path)
-            if not (base.startswith(prefix) and base.endswith(".parquet")):
-                continue
-            rel = posixpath.relpath(posixpath.dirname(info.path), self.base)
-            key = parse_relpath(rel)
-            if key is not None and base not in self._parts[key]:
-                self._parts[key].append(base)
+        clear_tmp(self.fs, self._tmp_dir())
+        for key, name in left_parts(self.fs, self.base, self.writer_id):
+            if name not in self._parts[key]:
+                self._parts[key].append(name)
         return self.compact_closed_hours(now_ns, grace_ns)
 
     def close(self, now_ns: int | None = None, grace_ns: int = 0) -> None:

@@ -36,8 +36,42 @@ from recorder.venues._jsonspec import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class TextWrapper:
+    """How an envelope wraps a payload as text: ``{"<stream_key>":"<stream>","<data_key>":
+    <payload>}`` in compact JSON, the stream name as is (stream names need no escaping).
+
+    What the archive's batch encoder and renderer need to cut and build the wrapper with
+    string kernels for a whole column, instead of the envelope's ``split``/``join`` per row.
+    ``envelope`` is the id ``split`` gives a frame wrapped this way.
+    """
+
+    envelope: int
+    stream_key: str
+    data_key: str
+
+    @property
+    def prefix(self) -> str:
+        """The text before the stream name."""
+        return "{" + orjson.dumps(self.stream_key).decode() + ':"'
+
+    @property
+    def infix(self) -> str:
+        """The text between the stream name and the payload."""
+        return '",' + orjson.dumps(self.data_key).decode() + ":"
+
+    suffix = "}"
+    """The text after the payload."""
+
+
 class Envelope(Protocol):
     """A venue's optional wrapper around payloads (Binance's combined-stream wrapper)."""
+
+    @property
+    def wrapper(self) -> TextWrapper | None:
+        """The wrapper's text form, if it is a :class:`TextWrapper` (None: no wrapper, or one
+        only ``split``/``join`` handle)."""
+        ...
 
     def split(self, frame: bytes) -> tuple[int, bytes]:
         """(envelope id, inner payload); id 0 means the frame is not wrapped."""
@@ -46,7 +80,13 @@ class Envelope(Protocol):
     def join(self, envelope: int, stream: str, inner: bytes) -> bytes: ...
 
 
+NOT_WRAPPED = 0
+"""The envelope id of a frame that came in no wrapper."""
+
+
 class NoEnvelope:
+    wrapper: TextWrapper | None = None
+
     def split(self, frame: bytes) -> tuple[int, bytes]:
         return 0, frame
 
@@ -187,11 +227,13 @@ def register_common(venue: str, *, binary_control: bool = False) -> None:
 
 
 __all__ = [
+    "NOT_WRAPPED",
     "NO_ENVELOPE",
     "SESSION_PAYLOAD",
     "Envelope",
     "JsonChannel",
     "RawChannel",
+    "TextWrapper",
     "register_common",
     "session_payload",
     "unit_ns",

@@ -21,7 +21,7 @@ an empty string and -2 for JSON ``null``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -471,10 +471,6 @@ _UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
 def unit_ns(unit: str) -> int:
     return _UNIT_NS[unit]
-
-
-def iter_columns(fields: Sequence[pa.Field]) -> Iterator[str]:
-    return (f.name for f in fields)
 
 
 RowTransform = Callable[[dict[str, Any]], dict[str, Any]]

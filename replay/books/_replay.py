@@ -123,7 +123,7 @@ class BookReplay:
 
 class BookBuilder:
     """Incremental book of one stream, fed :class:`~recorder.Message` objects one at a time
-    (from :func:`replay.open_archive`, its Trio ``aiter``, or a live recorder).
+    (from :func:`replay.open_archive`, its Trio ``stream``, or a live recorder).
 
     Feed the diffs (Binance ``depth``, Bybit ``orderbook``) and the snapshots and checkpoints
     (``depth_snapshot``, ``book_checkpoint``) of one symbol in archive order; other channels,

@@ -5,19 +5,15 @@ checkpoints of one symbol, hour by hour, merged in archive order.
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from recorder import HOUR_NS
-from recorder.archive import PartitionFiles, list_partitions
-from recorder.core import ArchiveError
+from recorder.archive import Selection, read_table, select
 from recorder.venues.binance import (
     USDM,
 )
@@ -58,20 +54,6 @@ def _hour(ns: int) -> int:
     return ns // HOUR_NS
 
 
-def _read(fs: pafs.FileSystem, path: str, columns: list[str]) -> pa.Table:
-    try:
-        with fs.open_input_file(path) as f:
-            pf = pq.ParquetFile(f)
-            have = set(pf.schema_arrow.names)
-            t = pf.read(columns=[c for c in columns if c in have])
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise ArchiveError(f"cannot read {path}: {exc}") from exc
-    for c in columns:  # a column a writer version did not have: all null
-        if c not in t.column_names:
-            t = t.append_column(c, pa.nulls(t.num_rows))
-    return t
-
-
 def _recv_ns(t: pa.Table) -> pa.Array:
     return pc.cast(t.column("recv_time"), pa.int64())
 
@@ -82,13 +64,8 @@ class _Source:
     def __init__(self, root: str, venue: str, symbol: str, layout: _Layout) -> None:
         self.venue = venue
         self.layout = layout
-        self.fs, parts = list_partitions(root)
-        self.by_hour: dict[int, list[PartitionFiles]] = defaultdict(list)
-        for p in parts:
-            k = p.key
-            if k.venue == venue and k.symbol == symbol and k.channel in layout.channels:
-                self.by_hour[_hour(k.hour_start_ns)].append(p)
-        self.hours = sorted(self.by_hour)
+        self.listing = select(root, Selection.of([venue], layout.channels, [symbol]))
+        self.fs = self.listing.fs
 
     def _kind(self, channel: str) -> Literal["diff", "snapshot", "checkpoint"]:
         if channel == self.layout.diff_channel:
@@ -105,16 +82,12 @@ class _Source:
         """Distinct diff streams (Bybit: orderbook topics) in the hours overlapping the range."""
         col = self._stream_col()
         seen: set[str] = set()
-        for h in self.hours:
-            if lo_ns is not None and h < _hour(lo_ns):
-                continue
-            if hi_ns is not None and h * HOUR_NS >= hi_ns:
-                continue
-            for p in self.by_hour[h]:
+        for _, parts in self.listing.hours(lo_ns, hi_ns):
+            for p in parts:
                 if p.key.channel != self.layout.diff_channel:
                     continue
                 for path in p.paths:
-                    t = _read(self.fs, path, [col])
+                    t = read_table(self.fs, path, [col])
                     seen.update(s for s in pc.unique(t.column(col)).to_pylist() if s is not None)
         return sorted(seen)
 
@@ -125,27 +98,24 @@ class _Source:
         ``start_ns``, searching back hour by hour."""
         h0 = _hour(start_ns)
         bybit = self.layout.family == "bybit"
-        for h in reversed(self.hours):
-            if h > h0:
-                continue
+        for h, parts in reversed(self.listing.hours(None, start_ns + 1)):
             if lookback_hours is not None and h < h0 - lookback_hours:
                 break
             best: tuple[int, str] | None = None
-            for p in self.by_hour[h]:
+            for p in parts:
                 ch = p.key.channel
                 kind = self._kind(ch)
                 if kind == "diff" and not bybit:
                     continue
                 cols = ["recv_time", "topic", "msg_type"] if bybit else ["recv_time"]
                 for path in p.paths:
-                    t = _read(self.fs, path, cols)
-                    mask = pc.less_equal(_recv_ns(t), start_ns)
+                    t = read_table(self.fs, path, cols, end_ns=start_ns + 1)
                     if bybit:
                         if stream is not None:
-                            mask = pc.and_(mask, pc.equal(t.column("topic"), stream))
+                            t = t.filter(pc.equal(t.column("topic"), stream))
                         if kind == "diff":
-                            mask = pc.and_(mask, pc.equal(t.column("msg_type"), "snapshot"))
-                    r = pc.max(pc.filter(_recv_ns(t), mask)).as_py()
+                            t = t.filter(pc.equal(t.column("msg_type"), "snapshot"))
+                    r = pc.max(_recv_ns(t)).as_py()
                     if r is not None and (best is None or r > best[0]):
                         best = (int(r), ch)
             if best is not None:
@@ -167,22 +137,12 @@ class _Source:
         self, path: str, channel: str, stream: str | None, lo: int | None, hi: int | None
     ) -> list[_Ev]:
         kind = self._kind(channel)
-        t = _read(self.fs, path, self._columns(kind))
-        recv = _recv_ns(t)
-        mask = None
-        if lo is not None:
-            mask = pc.greater_equal(recv, lo)
-        if hi is not None:
-            m2 = pc.less(recv, hi)
-            mask = m2 if mask is None else pc.and_(mask, m2)
+        t = read_table(self.fs, path, self._columns(kind), start_ns=lo, end_ns=hi)
         if stream is not None and (kind == "diff" or self.layout.family == "bybit"):
-            m3 = pc.equal(t.column(self._stream_col()), stream)
-            mask = m3 if mask is None else pc.and_(mask, m3)
-        if mask is not None:
-            t = t.filter(mask)
-            recv = _recv_ns(t)
+            t = t.filter(pc.equal(t.column(self._stream_col()), stream))
         if t.num_rows == 0:
             return []
+        recv = _recv_ns(t)
         cols = {n: t.column(n).to_pylist() for n in t.column_names if n != "recv_time"}
         rv = recv.to_pylist()
         out: list[_Ev] = []
@@ -232,14 +192,10 @@ class _Source:
 
     def events(self, stream: str | None, lo: int | None, hi: int | None) -> Iterator[_Ev]:
         """Book events with ``lo <= recv < hi`` in archive order, one hour in memory at a time."""
-        for h in self.hours:
-            if lo is not None and h < _hour(lo):
-                continue
-            if hi is not None and h * HOUR_NS >= hi:
-                break
+        for _, parts in self.listing.hours(lo, hi):
             lists = [
                 self._file_events(path, p.key.channel, stream, lo, hi)
-                for p in self.by_hour[h]
+                for p in parts
                 for path in p.paths
             ]
             yield from heapq.merge(*lists, key=_Ev.key)

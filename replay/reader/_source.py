@@ -1,12 +1,12 @@
-"""One selected partition's files, read a record batch at a time, with payloads rendered from
-the typed columns (:mod:`recorder.archive`), in archive order.
+"""One selected file, read a record batch at a time (:class:`recorder.archive.FileBatches`),
+with payloads rendered from the typed columns (:func:`recorder.archive.payloads`), buffered
+for the merge of its hour.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -15,42 +15,11 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from recorder import Message
-from recorder.archive import (
-    PartitionKey,
-    archive_schema,
-    payloads,
-    typed_rows,
-)
-from recorder.core import ArchiveError, ChannelCodec, codec_for, replayed_messages
-from recorder.venues import JsonChannel, Obj, Str
-from replay.reader._selection import Selection
-
-
-def _read_schema(codec: ChannelCodec) -> pa.Schema:
-    """The schema replay reads a file of ``codec`` as: the archive schema, with the columns
-    that hold few distinct strings (connection, stream, symbol...) dictionary-encoded as
-    Parquet stores them, so that each distinct value is handled once."""
-    cached = _SCHEMAS.get((codec.venue, codec.channel))
-    if cached is not None and cached[0] is codec:
-        return cached[1]
-    schema = archive_schema(codec)
-    names = {"conn", "stream"}
-    root = getattr(getattr(codec, "payload", None), "root", None)
-    if type(root) is Obj:
-        names |= {k.node.name for k in root.keys if isinstance(k.node, Str)}
-    fields = [
-        f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in names else f for f in schema
-    ]
-    read = pa.schema(fields, metadata=schema.metadata)
-    _SCHEMAS[(codec.venue, codec.channel)] = (codec, read)
-    return read
-
-
-_SCHEMAS: dict[tuple[str, str], tuple[ChannelCodec, pa.Schema]] = {}
-
+from recorder.archive import FileBatches, PartitionKey, dictionary_schema, payloads, typed_rows
+from recorder.core import codec_for, replayed_messages
+from recorder.venues import JsonChannel
 
 _CHUNK = 4096
 """Messages handed to the consuming thread at a time: small enough that their payloads are
@@ -137,7 +106,8 @@ class _Source:
         fs: pafs.FileSystem,
         path: str,
         key: PartitionKey,
-        sel: Selection,
+        start_ns: int | None,
+        end_ns: int | None,
         batch_rows: int,
         pool: ThreadPoolExecutor,
     ) -> None:
@@ -145,17 +115,13 @@ class _Source:
         self.pool = pool
         self.next: Future[_Chunk | None] | None = None
         self.codec = codec_for(key.venue, key.channel)
-        self.schema = _read_schema(self.codec)
+        self.schema = dictionary_schema(self.codec)
         # Rows whose fields cannot be decoded from the payload again carry the stored ones.
         self.eager = not isinstance(self.codec, JsonChannel)
-        self.sel = sel
-        self.fs, self.path, self.batch_rows = fs, path, batch_rows
-        self.batches: Iterator[pa.RecordBatch] | None = None
-        self.file: Any = None
-        self.constants: dict[str, Callable[[int], pa.Array]] = {}
+        self.file = FileBatches(fs, path, self.schema, batch_rows, start_ns, end_ns)
+        self.batch_rows = batch_rows
         self.rest: pa.RecordBatch | None = None  # read from the file, not yet rendered
-        self.finished = False  # nothing left in the file
-        self.done = False  # nor in ``rest``: what is buffered is all there is
+        self.done = False  # nothing left in the file nor in ``rest``: the buffer is all
         self.recv = np.empty(0, np.int64)
         self.seq = np.empty(0, np.int64)
         self.meta = np.empty(0, np.intp)
@@ -169,73 +135,12 @@ class _Source:
     def last(self) -> int:
         return int(self.recv[-1])
 
-    def _open(self) -> Iterator[pa.RecordBatch]:
-        try:
-            self.file = self.fs.open_input_file(self.path)
-        except OSError as exc:
-            raise ArchiveError(f"cannot open {self.path}: {exc}") from exc
-        names = [n for n in self.schema.names if pa.types.is_dictionary(self.schema.field(n).type)]
-        try:
-            pf = pq.ParquetFile(self.file, read_dictionary=names)
-        except pa.ArrowInvalid as exc:
-            raise ArchiveError(f"cannot read {self.path}: {exc}") from exc
-        if pf.schema_arrow.names == self.schema.names:
-            self.constants = _constant_columns(pf.metadata, self.schema)
-        columns = [n for n in self.schema.names if n not in self.constants]
-        # Already on a thread of its own: Arrow's pool would only add switching.
-        batches: Iterator[pa.RecordBatch] = pf.iter_batches(
-            batch_size=self.batch_rows, columns=columns, use_threads=False
-        )
-        return batches
-
-    def _next_batch(self) -> pa.RecordBatch | None:
-        """The file's next batch, cast and cut to the selection; None at its end."""
-        if self.batches is None:
-            self.batches = self._open()
-        while not self.finished:
-            batch = next(self.batches, None)
-            if batch is None:
-                self._close_file()
-                return None
-            if self.constants:
-                n = batch.num_rows
-                arrays = [
-                    self.constants[f.name](n) if f.name in self.constants else batch[f.name]
-                    for f in self.schema
-                ]
-                try:
-                    batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
-                except (pa.ArrowInvalid, pa.ArrowTypeError):  # types of another version
-                    batch = pa.RecordBatch.from_arrays(arrays, names=self.schema.names)
-            if not batch.schema.equals(self.schema):  # files of older schema versions
-                batch = batch.cast(self.schema)
-            batch = self._select(batch)
-            if batch is not None and batch.num_rows:
-                return batch
-        return None
-
-    def _select(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
-        """The batch's rows in the selected time range; None past its end."""
-        start, end = self.sel.start_ns, self.sel.end_ns
-        if start is None and end is None:
-            return batch
-        recv = np.asarray(batch.column("recv_time").view(pa.int64()).to_numpy(), np.int64)
-        keep = np.ones(len(recv), np.bool_)
-        if start is not None:
-            keep &= recv >= start
-        if end is not None:
-            keep &= recv < end
-            if len(recv) and recv[0] >= end:
-                self._close_file()  # files are in receive-time order: nothing more wanted
-                return None
-        return batch if keep.all() else batch.filter(pa.array(keep))
-
     def decode(self) -> pa.RecordBatch | None:
         """The file's next ``batch_rows`` rows in the selection, not rendered; None at its
         end. Runs on a pool thread, one call at a time per file."""
         want = self.batch_rows
         while self.rest is None or self.rest.num_rows < want:
-            batch = self._next_batch()
+            batch = self.file.next()
             if batch is None:
                 break
             self.rest = batch if self.rest is None else _concat(self.rest, batch)
@@ -259,7 +164,7 @@ class _Source:
             batch.column("conn"),
             payload,
             decoded,
-            last=self.rest is None and self.finished,
+            last=self.rest is None and self.file.finished,
         )
 
     def _read(self) -> _Chunk | None:
@@ -331,56 +236,7 @@ class _Source:
             with contextlib.suppress(BaseException):
                 self.next.result()
             self.next = None
-        self._close_file()
-
-    def _close_file(self) -> None:
-        self.finished = True
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-
-
-def _constant_columns(
-    md: pq.FileMetaData, schema: pa.Schema
-) -> dict[str, Callable[[int], pa.Array]]:
-    """Columns that the file's statistics show to hold one value (or only nulls), each with
-    how to make it for ``n`` rows: not read at all. Per file and hour, the connection, the
-    stream, the symbol, digit counts and ``raw`` usually are; reading a column costs a fixed
-    price per file, which small files feel."""
-    out: dict[str, Callable[[int], pa.Array]] = {}
-    groups = [md.row_group(g) for g in range(md.num_row_groups)]
-    if not groups:
-        return out
-    for i in range(md.num_columns):
-        name = groups[0].column(i).path_in_schema
-        if name not in schema.names:  # a nested column's leaf
-            continue
-        typ = schema.field(name).type
-        stats = [g.column(i).statistics for g in groups]
-        if any(st is None or not st.has_null_count for st in stats):
-            continue
-        if all(st.null_count == g.num_rows for st, g in zip(stats, groups, strict=True)):
-            out[name] = functools.partial(pa.nulls, type=typ)
-            continue
-        if any(st.null_count or not st.has_min_max or st.min_raw != st.max_raw for st in stats):
-            continue
-        values = {st.min_raw for st in stats}
-        if len(values) != 1:
-            continue
-        value = values.pop()
-        if (typ == pa.int8() and type(value) is int) or (typ == pa.bool_() and type(value) is bool):
-            out[name] = functools.partial(pa.repeat, pa.scalar(value, typ))
-        elif isinstance(value, bytes) and len(value) < 64:  # never a truncated statistic
-            text = value.decode()
-            if pa.types.is_dictionary(typ) and typ.value_type == pa.string():
-                out[name] = functools.partial(_one_string, pa.array([text], pa.string()))
-            elif typ == pa.string():
-                out[name] = functools.partial(pa.repeat, pa.scalar(text, typ))
-    return out
-
-
-def _one_string(dictionary: pa.Array, n: int) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), dictionary)
+        self.file.close()
 
 
 def _concat(a: pa.RecordBatch, b: pa.RecordBatch) -> pa.RecordBatch:

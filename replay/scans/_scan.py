@@ -4,7 +4,7 @@
 columns (``recv_time`` as ``Datetime(ns, UTC)``, exchange times as ``Datetime``, decimals as
 ``Float64`` with their ``*_dp`` digit counts, nested levels/trades as lists of structs, and
 ``raw``) plus the Hive columns ``venue``, ``channel``, ``symbol``, ``date`` (Date) and ``hour``.
-The files are listed by :func:`recorder.archive.list_partitions` and passed explicitly, so
+The files are listed by :func:`recorder.archive.select` and passed explicitly, so
 part files already absorbed by a compacted ``data-*.parquet`` (a crash between compaction and
 deletion) are never read twice. Rows come in file order (by symbol, then hour, each file
 sorted by receive time); sort if you need a global order.
@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from recorder.archive import archive_schema, encode_value, list_partitions
+from recorder.archive import Selection, archive_schema, encode_value, select
 from recorder.core import codec_for
 
 TimeLike = int | dt.datetime | None
@@ -89,22 +89,12 @@ def partition_files(
 ) -> tuple[list[str], dict[str, str]]:
     """The files a reader should read (superseded parts left out), and the symbols whose
     partition name differs from the symbol (``{encoded: symbol}``)."""
-    start_ns, end_ns = _to_ns(start), _to_ns(end)
-    wanted = _symbol_set(symbols)
-    _, parts = list_partitions(root)
+    sel = Selection.of([venue], [channel], _symbol_set(symbols), _to_ns(start), _to_ns(end))
     prefix = root.split("://", 1)[0] + "://" if "://" in root else ""
     files: list[str] = []
     renames: dict[str, str] = {}
-    for p in parts:
+    for p in select(root, sel).partitions:
         k = p.key
-        if k.venue != venue or k.channel != channel:
-            continue
-        if wanted is not None and k.symbol not in wanted:
-            continue
-        if start_ns is not None and k.hour_end_ns <= start_ns:
-            continue
-        if end_ns is not None and k.hour_start_ns >= end_ns:
-            continue
         files.extend(prefix + path for path in p.paths)
         enc = encode_value(k.symbol)
         if enc != k.symbol:

@@ -11,15 +11,16 @@ REST depth requests are answered from the latest recorded snapshot or hourly che
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 
 import orjson
+import trio
 
 from recorder import Message
+from recorder.archive import ArchiveRoot, Selection
 from recorder.core import ALL_SYMBOLS, CONTROL_CHANNEL, SESSION_CHANNEL, UNPARSED_CHANNEL, codec_for
-from recorder.venues.binance import COMBINED
-from replay.reader._archive import ArchiveReader
-from replay.reader._selection import Selection
+from recorder.venues import JsonChannel
+from replay.reader import ArchiveReader, MessageChunks
 from replay.sim import DepthSnapshot, MarketEvent, SymbolSpec
 
 # Channels the recorder writes itself (not pushed by the exchange over WebSocket).
@@ -44,10 +45,21 @@ def _quote_of(symbol: str) -> tuple[str, str]:
 
 
 class ArchiveSource:
-    """Recorded market data of one venue as a simulator ``MarketSource``."""
+    """Recorded market data of one venue as a simulator ``MarketSource``.
+
+    The archive is read ahead by :meth:`run` (which the simulator starts in its nursery), in
+    worker threads, so that :meth:`advance`, called on the event loop every tick, only takes
+    messages already read: a slow disk or object store delays the replay, never the server.
+    ``finished`` is set once every recorded message has been handed out.
+    """
 
     def __init__(
-        self, root: str, venue: str, *, start_ns: int | None = None, speed: float = 1.0
+        self,
+        root: str | ArchiveRoot,
+        venue: str,
+        *,
+        start_ns: int | None = None,
+        speed: float = 1.0,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be > 0")
@@ -55,13 +67,21 @@ class ArchiveSource:
         self.root = root
         self.speed = speed
         self._reader = ArchiveReader(root, Selection.of(venues=[venue], start_ns=start_ns))
-        self._it: Iterator[Message] = iter(self._reader)
-        self._pending: Message | None = None
+        self._chunks: MessageChunks | None = None
+        self._chunk: list[Message] = []
+        self._i = 0  # the next message of ``_chunk``
+        self.finished = trio.Event()
         self._t0_ns: int | None = None
         self._rec0_ns: int | None = start_ns
         self._snapshots: dict[str, tuple[int, bytes]] = {}
-        self._binary = {
-            p.key.channel: codec_for(venue, p.key.channel).binary for p in self._reader.partitions
+        codecs = {p.key.channel: codec_for(venue, p.key.channel) for p in self._reader.partitions}
+        self._binary = {channel: codec.binary for channel, codec in codecs.items()}
+        # The server wraps payloads per connection (Binance's combined streams): the recorded
+        # wrapper comes off.
+        self._wrapped = {
+            channel: codec.envelope
+            for channel, codec in codecs.items()
+            if isinstance(codec, JsonChannel) and codec.envelope.wrapper is not None
         }
         symbols = sorted(
             {
@@ -82,16 +102,33 @@ class ArchiveSource:
     def instruments(self) -> Sequence[SymbolSpec]:
         return self._instruments
 
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Read the archive ahead (worker threads, a bounded channel) until cancelled;
+        started once the first messages are read, so that the first :meth:`advance` (which
+        starts the replay clock) has them."""
+        async with self._reader.chunks() as chunks:
+            self._chunk = await anext(chunks, [])
+            self._chunks = chunks
+            task_status.started()
+            await trio.sleep_forever()
+
     def _next(self) -> Message | None:
-        if self._pending is None:
-            self._pending = next(self._it, None)
-        return self._pending
+        """The next recorded message, if it has been read yet."""
+        if self._i >= len(self._chunk):
+            chunk = None if self._chunks is None else self._chunks.receive_nowait()
+            if chunk is None:
+                if self._chunks is not None and self._chunks.finished:
+                    self.finished.set()
+                return None
+            self._chunk, self._i = chunk, 0
+        return self._chunk[self._i]
 
     def _event(self, m: Message) -> MarketEvent:
         payload = m.payload
-        if self._venue.startswith("binance") and not self._binary.get(m.channel, False):
-            env, inner = COMBINED.split(payload)
-            if env == 1:
+        envelope = self._wrapped.get(m.channel)
+        if envelope is not None and envelope.wrapper is not None:
+            env, inner = envelope.split(payload)
+            if env == envelope.wrapper.envelope:
                 payload = inner
         return MarketEvent(m.stream, payload, binary=self._binary.get(m.channel, False))
 
@@ -108,7 +145,7 @@ class ArchiveSource:
         assert self._rec0_ns is not None
         due = self._rec0_ns + int((now_ns - self._t0_ns) * self.speed)
         while m is not None and m.recv_ns <= due:
-            self._pending = None
+            self._i += 1
             if m.channel in _SNAPSHOT_CHANNELS:
                 self._snapshots[m.symbol] = (m.recv_ns, m.payload)
             elif m.channel not in _NOT_PUSHED and m.stream in active:

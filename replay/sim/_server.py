@@ -78,6 +78,9 @@ class Simulator:
                     nursery.start_soon(trio.serve_listeners, partial(self._serve_ws, rt), ws_l)
                     app = VENUE_TABLE[name].rest
                     nursery.start_soon(trio.serve_listeners, partial(serve_rest, rt, app), rest_l)
+                    source_task = getattr(rt.source, "run", None)
+                    if source_task is not None:  # a source that reads ahead (ArchiveSource)
+                        await nursery.start(source_task)
                     nursery.start_soon(self._pump, rt)
                 for f in self.config.faults:
                     nursery.start_soon(self._scheduled, f)

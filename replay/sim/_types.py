@@ -278,8 +278,11 @@ class MarketSource(Protocol):
     connection); Binance stream names are validated against ``instruments()``.
 
     Optional extras the server uses when present: ``valid_topic(topic) -> bool`` (Bybit topic
-    validation; without it every topic is accepted) and ``resend_snapshot(symbol)`` (fault
-    ``book_snapshot``). A recorded-archive source implements the same protocol.
+    validation; without it every topic is accepted), ``resend_snapshot(symbol)`` (fault
+    ``book_snapshot``) and ``async run(*, task_status)``, a task the server starts in its
+    nursery before the first ``advance`` (the recorded-archive source reads ahead in it, so
+    that ``advance`` never waits for a file). A recorded-archive source implements the same
+    protocol.
     """
 
     @property

@@ -8,6 +8,7 @@ venues ``binance-spot`` and ``binance-usdm``.
 References: ``shared/protocols/binance-spot.md`` and ``binance-usdm-futures.md``.
 """
 
+from recorder.venues._reordered import Reordered
 from recorder.venues.binance._books import (
     Apply,
     Buffer,
@@ -66,7 +67,6 @@ from recorder.venues.binance._specs import (
     LAYOUT,
     SPECS,
     ArrayPayload,
-    Reordered,
 )
 from recorder.venues.binance._streams import (
     StreamInfo,

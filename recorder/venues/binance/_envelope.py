@@ -9,9 +9,8 @@ from typing import Final, Literal
 
 import orjson
 
-from recorder.venues._jsonspec import (
-    Mismatch,
-)
+from recorder.venues._channels import TextWrapper
+from recorder.venues._jsonspec import Mismatch
 
 SPOT: Final = "binance-spot"
 USDM: Final = "binance-usdm"
@@ -52,6 +51,8 @@ def stream_of(frame: bytes) -> str | None:
 
 class CombinedEnvelope:
     """Binance's ``{"stream":"<name>","data":<payload>}`` wrapper (envelope id 1)."""
+
+    wrapper: Final = TextWrapper(ENVELOPE_COMBINED, "stream", "data")
 
     def split(self, frame: bytes) -> tuple[int, bytes]:
         if frame.startswith(_STREAM_PREFIX) and frame.endswith(b"}"):

@@ -6,11 +6,9 @@ order and number formats follow live captures where they differ from the doc exa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-
-import pyarrow as pa
 
 from recorder.core._codec import register
 from recorder.venues._channels import JsonChannel, register_common
@@ -29,55 +27,12 @@ from recorder.venues._jsonspec import (
     Str,
     Time,
 )
+from recorder.venues._reordered import Reordered
 from recorder.venues.binance._envelope import COMBINED, SPOT, USDM
 
 # --------------------------------------------------------------------------------------------
 # Payload specs
 # --------------------------------------------------------------------------------------------
-
-
-class Reordered(Obj):
-    """An object whose key order differs between API generations or from the docs.
-
-    The first order is the spec's own; ``alternatives`` list other observed orders (each a
-    permutation of the spec's keys). The order a payload used is kept in the int8 column
-    ``column`` (0 = the spec's order) so that it re-renders exactly.
-    """
-
-    column: str
-    variants: tuple[Obj, ...]
-    orders: tuple[tuple[str, ...], ...]
-
-    def __init__(self, *keys: Key, column: str, alternatives: Sequence[Sequence[str]]) -> None:
-        object.__setattr__(self, "column", column)
-        super().__init__(*keys)
-        by_json = {k.json: k for k in keys}
-        variants: list[Obj] = [Obj(*keys)]
-        for alt in alternatives:
-            if sorted(alt) != sorted(by_json):
-                raise ValueError(f"alternative order {alt} is not a permutation of the keys")
-            variants.append(Obj(*(by_json[j] for j in alt)))
-        object.__setattr__(self, "variants", tuple(variants))
-        object.__setattr__(self, "orders", tuple(tuple(k.json for k in v.keys) for v in variants))
-
-    def columns(self) -> list[pa.Field]:
-        return [*super().columns(), pa.field(self.column, pa.int8())]
-
-    def extract(self, value: Any, row: dict[str, Any]) -> None:
-        super().extract(value, row)
-        seen = [k for k in value if k in self._by_json]
-        for i, order in enumerate(self.orders):
-            if [k for k in order if k in value] == seen:
-                row[self.column] = i
-                return
-        row[self.column] = 0
-        row["__extra__"] = True
-
-    def is_absent(self, row: Mapping[str, Any]) -> bool:
-        return super().is_absent(row) and row.get(self.column) is None
-
-    def render(self, row: Mapping[str, Any], out: list[str]) -> None:
-        self.variants[row.get(self.column) or 0].render(row, out)
 
 
 def _e(event: str) -> Key:
