@@ -66,6 +66,8 @@ class EchoingRefuser:
                         if not chunk:
                             break
                         req += chunk
+                    # Recorded before answering: the client may assert on it as soon as it reads.
+                    self.requests.append(req)
                     shown = req
                     if self.last_first:
                         shown = b"\r\n".join(reversed(req.strip().split(b"\r\n")))
@@ -77,7 +79,6 @@ class EchoingRefuser:
                     )
                 except OSError:
                     continue
-                self.requests.append(req)
 
     def close(self) -> None:
         self.sock.close()
